@@ -1,0 +1,110 @@
+"""``cloudchat send``: one message, text or media, any channel."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from cloudchat_cli.output import console
+
+EPILOG = """[bold]Examples[/bold]
+
+  cloudchat send 6281234567890 "Halo dari CloudChat"
+  cloudchat send +62-812-3456-7890 "Halo" --json | jq -r .id
+  echo "Pesanan dikirim" | cloudchat send 6281234567890
+  cloudchat send @alice "Hi" --channel tg
+  cloudchat send 6281234567890 --media-url https://example.com/invoice.pdf --filename invoice.pdf
+  cloudchat send 6281234567890 "Halo" --field reference=ORD-17 --quiet   # cron: silent on success
+"""
+
+
+def send(
+    ctx: typer.Context,
+    to: str = typer.Argument(
+        ...,
+        help="Recipient: WhatsApp number (6281…, +62 812…, or 0812… with default_country_code), "
+        "Telegram chat id or @username, Instagram/Messenger user id.",
+        show_default=False,
+    ),
+    text: str | None = typer.Argument(
+        None, help="Message text. '-' (or omitted, with piped stdin) reads it from stdin.",
+        show_default=False,
+    ),
+    channel: str | None = typer.Option(
+        None, "--channel", "-c",
+        help="whatsapp|telegram|instagram|messenger (or wa|tg|ig|fb). Default: the profile's.",
+        show_default=False,
+    ),
+    type_: str | None = typer.Option(
+        None, "--type", "-t", help="text|image|video|audio|document (inferred from --media-url).",
+        show_default=False,
+    ),
+    media_url: str | None = typer.Option(None, "--media-url", help="https:// URL of the media."),
+    caption: str | None = typer.Option(None, "--caption", help="Caption for a media message."),
+    filename: str | None = typer.Option(None, "--filename", help="File name shown for a document."),
+    field: list[str] = typer.Option(
+        [], "--field", "-f", help="Extra body field key=value (repeatable), passed through.",
+        show_default=False,
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the server's JSON body as is."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
+    no_wait: bool = typer.Option(
+        False, "--no-wait", help="Fail with exit 5 instead of waiting for a rate-limit slot."
+    ),
+) -> None:
+    """Send one message (text or media) to any channel."""
+    from cloudchat_cli.output.notify import Notifier
+    from cloudchat_cli.services import messages
+
+    session = ctx.obj
+    cfg = session.settings()
+    if text == "-" or (text is None and media_url is None and not sys.stdin.isatty()):
+        text = _read_stdin()
+    spec = messages.MessageSpec(
+        to=to,
+        channel=channel or cfg.default_channel,
+        text=text,
+        type=type_,
+        media_url=media_url,
+        caption=caption,
+        filename=filename,
+        fields=messages.parse_fields(field),
+    )
+    payload = messages.build_payload(spec, cfg.default_country_code)
+    client = session.client(
+        notify=Notifier(quiet=quiet, limit=cfg.rate_limit, window=cfg.rate_window)
+    )
+    result = messages.send_message(client, payload, wait=not no_wait)
+    if json_out:
+        raw = result["raw"].decode("utf-8", "replace").strip() or "{}"
+        sys.stdout.write(raw + "\n")
+    elif not quiet:
+        _summary(result.get("response") or {}, payload)
+
+
+def _read_stdin() -> str:
+    from cloudchat_cli.services.messages import MAX_TEXT, InvalidMessage
+
+    data = sys.stdin.buffer.read(MAX_TEXT * 4 + 1)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidMessage(f"stdin is not UTF-8 text (byte {exc.start})", field="text") from None
+    return text.rstrip("\n")
+
+
+def _summary(response: dict, payload: dict) -> None:
+    out = console.out()
+    esc = console.escape
+    ident = response.get("id")
+    status = response.get("status")
+    head = "[green]✓[/green] Sent" if console.stdout_is_tty() else "Sent"
+    parts = [head]
+    if ident:
+        parts.append(f"[bold]{esc(ident)}[/bold]")
+    if status:
+        parts.append(f"({esc(status)})")
+    parts.append(f"via {esc(response.get('channel') or payload['channel'])}")
+    parts.append(f"to {esc(response.get('to') or payload['to'])}")
+    out.print(" ".join(parts))

@@ -1,0 +1,372 @@
+"""Find, store and delete the API key and the webhook secret.
+
+Order (DESIGN.md): key file (flag or env) → env var → OS keyring of the profile → the 0600
+credentials file written only by ``--insecure-storage``. A keyring counts only when it is real;
+a locked or absent one is skipped after a short timeout and never prompted for without a TTY.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import sys
+import threading
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cloudchat_cli.core import paths
+from cloudchat_cli.core.errors import CredentialsError, UsageError
+
+SERVICE = "cloudchat-cli"
+KEYRING_TIMEOUT = 5.0
+_SECRET_CHARS = re.compile(r"^[\x21-\x7e]+$")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What is being looked for: the API key or the webhook secret."""
+
+    name: str  # entry name in keyring and credentials file
+    label: str
+    env: str
+    file_env: str
+    file_flag: str
+    set_command: str
+
+
+API_KEY = Kind(
+    "api_key",
+    "API key",
+    "CLOUDCHAT_API_KEY",
+    "CLOUDCHAT_API_KEY_FILE",
+    "--api-key-file",
+    "cloudchat config set-key",
+)
+WEBHOOK_SECRET = Kind(
+    "webhook_secret",
+    "webhook secret",
+    "CLOUDCHAT_WEBHOOK_SECRET",
+    "CLOUDCHAT_WEBHOOK_SECRET_FILE",
+    "--secret-file",
+    "cloudchat config set-webhook-secret",
+)
+
+
+def mask(secret: str) -> str:
+    """Show a secret as ``sk_live_…wxyz``: its well-known prefix and, if long enough, 4 chars."""
+    match = re.match(r"^([a-z]{2,8}_(?:(?:live|test|ro)_)?)", secret)
+    prefix = match.group(1) if match else ""
+    rest = secret[len(prefix) :]
+    tail = rest[-4:] if len(rest) >= 16 else ""
+    return f"{prefix}…{tail}"
+
+
+@dataclass
+class Secret:
+    """A secret and where it was found; ``repr`` never shows the value."""
+
+    value: str = field(repr=False)
+    source: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def masked(self) -> str:
+        return mask(self.value)
+
+
+@dataclass
+class Attempt:
+    source: str
+    outcome: str
+
+
+def check_secret_value(value: str, kind: Kind, where: str) -> str:
+    """Strip surrounding whitespace and refuse values that could break an HTTP header."""
+    value = value.strip()
+    if not value:
+        raise CredentialsError(f"{kind.label} from {where} is empty")
+    if not _SECRET_CHARS.match(value):
+        raise CredentialsError(
+            f"{kind.label} from {where} contains spaces or control characters",
+            hint="a key is one line of printable characters",
+        )
+    return value
+
+
+def read_secret_file(path: Path, kind: Kind) -> Secret:
+    """Read a key from a file (systemd credentials, Docker secrets); warn if others can read it."""
+    try:
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise CredentialsError(f"{kind.label} file {path} is a directory")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CredentialsError(f"{kind.label} file {path} does not exist") from None
+    except PermissionError:
+        raise CredentialsError(f"{kind.label} file {path} is not readable") from None
+    except UnicodeDecodeError:
+        raise CredentialsError(f"{kind.label} file {path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise CredentialsError(f"cannot read {kind.label} file {path}: {exc.strerror}") from None
+    secret = Secret(check_secret_value(text, kind, f"file {path}"), f"file {path}")
+    if st.st_mode & 0o077:
+        secret.warnings.append(
+            f"{kind.label} file {path} is readable by other users; run `chmod 600 {path}`"
+        )
+    return secret
+
+
+# --- the keyring -----------------------------------------------------------------------------
+
+
+def _keyring_disabled(env: Mapping[str, str]) -> str | None:
+    if env.get("CLOUDCHAT_NO_KEYRING", "") not in ("", "0"):
+        return "disabled by CLOUDCHAT_NO_KEYRING"
+    return None
+
+
+def keyring_backend(env: Mapping[str, str] | None = None) -> tuple[Any | None, str]:
+    """Return (backend, description) when a real keyring is available, else (None, why not)."""
+    env = os.environ if env is None else env
+    disabled = _keyring_disabled(env)
+    if disabled:
+        return None, disabled
+    try:
+        import keyring
+        from keyring.backends import chainer, fail
+    except Exception as exc:  # a broken keyring install must not stop a send
+        return None, f"keyring library unavailable: {exc}"
+    try:
+        backend = keyring.get_keyring()
+    except Exception as exc:
+        return None, f"keyring backend failed to load: {exc}"
+    name = f"{type(backend).__module__}.{type(backend).__name__}"
+    if isinstance(backend, fail.Keyring):
+        return None, "no keyring backend available (no Secret Service / D-Bus session?)"
+    if "null" in type(backend).__module__.split(".")[-1].lower():
+        return None, f"keyring backend {name} stores nothing"
+    if isinstance(backend, chainer.ChainerBackend) and not backend.backends:
+        return None, "keyring chainer has no usable backends"
+    if type(backend).__module__.startswith("keyrings.alt") and "file" in name.lower():
+        return None, f"keyring backend {name} is a file store, not an OS keyring"
+    return backend, name
+
+
+def _with_timeout(fn: Callable[[], Any], timeout: float) -> Any:
+    """Run a keyring call in a daemon thread, so a locked or hung keyring cannot hang us."""
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # reported to the caller
+            result["error"] = exc
+
+    thread = threading.Thread(target=run, name="keyring", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"keyring did not answer within {timeout:g} s (locked?)")
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
+
+
+def _keyring_timeout(env: Mapping[str, str]) -> float:
+    try:
+        return float(env.get("CLOUDCHAT_KEYRING_TIMEOUT", KEYRING_TIMEOUT))
+    except ValueError:
+        return KEYRING_TIMEOUT
+
+
+def _entry(kind: Kind, profile: str) -> str:
+    return f"{profile}:{kind.name}"
+
+
+def keyring_get(kind: Kind, profile: str, env: Mapping[str, str]) -> tuple[str | None, str]:
+    backend, desc = keyring_backend(env)
+    if backend is None:
+        return None, desc
+    try:
+        value = _with_timeout(
+            lambda: backend.get_password(SERVICE, _entry(kind, profile)), _keyring_timeout(env)
+        )
+    except Exception as exc:
+        return None, f"{desc}: {type(exc).__name__}: {exc}"
+    return value, desc
+
+
+# --- the insecure credentials file -----------------------------------------------------------
+
+
+def _read_credentials_file(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise CredentialsError(f"credentials file {path} is unreadable: {exc}") from None
+
+
+def _write_credentials_file(path: Path, data: dict[str, Any]) -> None:
+    from cloudchat_cli.core.settings import _toml_value
+
+    lines = ["# Secrets stored with --insecure-storage. Keep this file 0600.", ""]
+    for profile, table in data.items():
+        if table:
+            lines.append(f"[{profile}]")
+            lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+            lines.append("")
+    paths.atomic_write(path, "\n".join(lines), mode=0o600)
+
+
+# --- resolution ------------------------------------------------------------------------------
+
+
+def find_secret(
+    kind: Kind,
+    profile: str,
+    *,
+    file_flag: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    credentials_path: Path | None = None,
+) -> tuple[Secret | None, list[Attempt]]:
+    """Look through every source in order; return the first secret found and what was tried."""
+    env = os.environ if env is None else env
+    attempts: list[Attempt] = []
+    file_source = (str(file_flag), kind.file_flag) if file_flag else None
+    if not file_source and env.get(kind.file_env):
+        file_source = (env[kind.file_env], kind.file_env)
+    if file_source:
+        secret = read_secret_file(Path(file_source[0]).expanduser(), kind)
+        secret.source = f"{file_source[1]} {file_source[0]}"
+        return secret, attempts
+    attempts.append(Attempt(f"{kind.file_flag} / {kind.file_env}", "not set"))
+    if env.get(kind.env, "").strip():
+        value = check_secret_value(env[kind.env], kind, kind.env)
+        return Secret(value, f"env {kind.env}"), attempts
+    attempts.append(Attempt(kind.env, "not set"))
+    value, desc = keyring_get(kind, profile, env)
+    if value:
+        value = check_secret_value(value, kind, "the keyring")
+        return Secret(value, f"keyring ({desc}, profile {profile})"), attempts
+    attempts.append(
+        Attempt(
+            "OS keyring", f"no entry for profile {profile!r} in {desc}" if "." in desc else desc
+        )
+    )
+    cpath = credentials_path or paths.credentials_file()
+    stored = _read_credentials_file(cpath).get(profile, {}).get(kind.name)
+    if isinstance(stored, str) and stored.strip():
+        value = check_secret_value(stored, kind, f"credentials file {cpath}")
+        return Secret(value, f"credentials file {cpath}"), attempts
+    attempts.append(Attempt(f"credentials file {cpath}", "no entry for this profile"))
+    return None, attempts
+
+
+def resolve_secret(kind: Kind, profile: str, **kwargs: Any) -> Secret:
+    """Return the secret or raise ``CredentialsError`` listing every source tried and the fixes."""
+    secret, attempts = find_secret(kind, profile, **kwargs)
+    if secret is not None:
+        return secret
+    tried = "; ".join(f"{a.source}: {a.outcome}" for a in attempts)
+    raise CredentialsError(
+        f"no {kind.label} found for profile {profile!r} (tried {tried})",
+        hint=(
+            f"set {kind.env}, pass {kind.file_flag} PATH (or {kind.file_env}) — what cron jobs "
+            f"should use — or store it with `{kind.set_command}`"
+        ),
+    )
+
+
+def store_secret(
+    kind: Kind,
+    profile: str,
+    value: str,
+    *,
+    insecure_storage: bool = False,
+    env: Mapping[str, str] | None = None,
+    credentials_path: Path | None = None,
+) -> str:
+    """Store a secret in the keyring (or, when asked, the 0600 file); return where it went."""
+    env = os.environ if env is None else env
+    value = check_secret_value(value, kind, "input")
+    if insecure_storage:
+        cpath = credentials_path or paths.credentials_file()
+        data = _read_credentials_file(cpath)
+        data.setdefault(profile, {})[kind.name] = value
+        _write_credentials_file(cpath, data)
+        return f"credentials file {cpath} (0600)"
+    backend, desc = keyring_backend(env)
+    if backend is None:
+        raise CredentialsError(
+            f"cannot store the {kind.label}: {desc}",
+            hint=(
+                f"use {kind.env} or {kind.file_flag} instead, or store it unencrypted with "
+                f"`{kind.set_command} --insecure-storage`"
+            ),
+        )
+    try:
+        _with_timeout(
+            lambda: backend.set_password(SERVICE, _entry(kind, profile), value),
+            _keyring_timeout(env),
+        )
+    except Exception as exc:
+        raise CredentialsError(
+            f"the keyring refused to store the {kind.label}: {type(exc).__name__}: {exc}",
+            hint=f"or store it unencrypted with `{kind.set_command} --insecure-storage`",
+        ) from None
+    return f"keyring ({desc})"
+
+
+def delete_secret(
+    kind: Kind,
+    profile: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    credentials_path: Path | None = None,
+) -> list[str]:
+    """Delete the secret from the keyring and the credentials file; return where it was."""
+    env = os.environ if env is None else env
+    removed: list[str] = []
+    backend, desc = keyring_backend(env)
+    if backend is not None:
+        try:
+            _with_timeout(
+                lambda: backend.delete_password(SERVICE, _entry(kind, profile)),
+                _keyring_timeout(env),
+            )
+            removed.append(f"keyring ({desc})")
+        except Exception:
+            pass  # PasswordDeleteError: nothing stored there
+    cpath = credentials_path or paths.credentials_file()
+    data = _read_credentials_file(cpath)
+    if data.get(profile, {}).pop(kind.name, None) is not None:
+        _write_credentials_file(cpath, data)
+        removed.append(f"credentials file {cpath}")
+    return removed
+
+
+def read_secret_from_user(kind: Kind, *, stdin=None, prompt: bool | None = None) -> str:
+    """Read a secret: a hidden prompt on a TTY, else one line from stdin. Never from argv."""
+    stdin = stdin or sys.stdin
+    interactive = stdin.isatty() if prompt is None else prompt
+    if interactive:
+        import getpass
+
+        try:
+            value = getpass.getpass(f"Paste the {kind.label} (input hidden): ")
+        except EOFError:
+            value = ""
+    else:
+        value = stdin.read(64 * 1024)
+    if not value.strip():
+        raise UsageError(
+            f"no {kind.label} given",
+            hint=f"paste it at the prompt, or pipe it: `printf %s \"$KEY\" | {kind.set_command}`",
+        )
+    return value

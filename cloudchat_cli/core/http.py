@@ -1,0 +1,270 @@
+"""The HTTP core: one client for every command — auth, throttle, retries, errors, debug log."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from cloudchat_cli import __version__
+from cloudchat_cli.core.backoff import RETRYABLE_STATUSES, RetryPolicy, retry_delay
+from cloudchat_cli.core.errorbody import one_line, parse_error_body
+from cloudchat_cli.core.errors import ApiError, NetworkError
+from cloudchat_cli.core.throttle import Throttle
+
+USER_AGENT = f"cloudchat-cli/{__version__}"
+MAX_BODY = 1024 * 1024  # what we read of any response; the rest is discarded
+SECRET_HEADERS = {"authorization", "x-cloudchat-signature", "cookie", "set-cookie"}
+
+Notify = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class Response:
+    """A response read in full (up to ``MAX_BODY``)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    elapsed: float
+    truncated: bool = False
+    attempts: int = 1
+    _json: Any = field(default=None, repr=False)
+
+    def json(self) -> Any:
+        """The body as JSON, or None when it is empty or not JSON."""
+        if self._json is None and self.body:
+            try:
+                self._json = json.loads(self.body)
+            except ValueError:
+                self._json = None
+        return self._json
+
+
+def redact_headers(headers: Any) -> dict[str, str]:
+    return {
+        k: ("[redacted]" if k.lower() in SECRET_HEADERS else v) for k, v in dict(headers).items()
+    }
+
+
+class ApiClient:
+    """Send requests to the CloudChat API through the throttle, retrying what is safe to retry."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        throttle: Throttle | None = None,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+        debug: Callable[[str], None] | None = None,
+        notify: Notify | None = None,
+        max_connections: int = 10,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry or RetryPolicy()
+        self.throttle = throttle
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng
+        self.debug = debug
+        self.notify = notify or (lambda event, data: None)
+        self._consecutive_429 = 0
+        self._http = httpx.Client(
+            base_url=self.base_url + "/",
+            headers={
+                "Authorization": f"Bearer {api_key}",
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+            },
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            transport=transport,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=5),
+            follow_redirects=False,
+        )
+        self.timeout = timeout
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        content: bytes | None = None,
+        wait: bool = True,
+    ) -> Response:
+        """Send a request; return the 2xx/3xx response or raise ``ApiError``/``NetworkError``."""
+        waited = 0.0
+        retries = 0
+        while True:
+            response = self._attempt(method, path, json_body, content, wait)
+            response.attempts = retries + 1
+            if response.status < 400:
+                self._consecutive_429 = 0
+                return response
+            error = self._error(response)
+            if response.status not in RETRYABLE_STATUSES or retries >= self.retry.max_retries:
+                raise error
+            delay = retry_delay(
+                self.retry, retries, response.status, response.headers, self.clock(), self.rng
+            )
+            if waited + delay > self.retry.max_total_wait:
+                error.hint = (
+                    f"gave up: the next wait ({delay:.0f} s) would pass max_retry_wait "
+                    f"({self.retry.max_total_wait:g} s)"
+                )
+                raise error
+            waited += delay
+            retries += 1
+            self.notify(
+                "retry",
+                {"status": response.status, "delay": delay, "retry": retries,
+                 "max_retries": self.retry.max_retries},
+            )
+            if response.status == 429:
+                self._on_429(delay)
+            else:
+                self.sleep(delay)
+
+    def _on_429(self, delay: float) -> None:
+        """Block the key for everyone; if 429s persist, fall back to even pacing."""
+        self._consecutive_429 += 1
+        if self.throttle is None:
+            self.sleep(delay)
+            return
+        self.throttle.block(delay)
+        if self._consecutive_429 >= 2 and not self.throttle.pace:
+            self.throttle.even_pacing()
+            self.notify("pacing", {"interval": self.throttle.pace})
+
+    def _attempt(
+        self, method: str, path: str, json_body: Any, content: bytes | None, wait: bool
+    ) -> Response:
+        slot = self.throttle.acquire(wait=wait, on_wait=self._on_wait) if self.throttle else None
+        url = self.url(path)
+        timed_out = False
+        try:
+            request = self._http.build_request(
+                method, path.lstrip("/"), json=json_body, content=content
+            )
+            self._log_request(request)
+            started = time.monotonic()
+            response = self._send(request, started)
+            self._log_response(response)
+            return response
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise NetworkError(
+                f"cannot connect to {url}: {_reason(exc)}",
+                hint="check base_url (`cloudchat config show`) and your network",
+            ) from None
+        except httpx.TimeoutException:
+            timed_out = True
+            raise self._unknown(method, url, f"no response within {self.timeout:g} s") from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            raise self._unknown(method, url, f"connection lost: {_reason(exc)}") from None
+        except httpx.HTTPError as exc:
+            raise NetworkError(f"request to {url} failed: {_reason(exc)}") from None
+        finally:
+            if slot is not None:
+                self.throttle.release(slot, timed_out=timed_out)
+
+    def _send(self, request: httpx.Request, started: float) -> Response:
+        deadline = started + self.timeout
+        raw = self._http.send(request, stream=True)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            truncated = False
+            for chunk in raw.iter_bytes():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= MAX_BODY:
+                    truncated = True
+                    break
+                if time.monotonic() > deadline:  # a slow drip must not outlive the timeout
+                    raise httpx.ReadTimeout("response body still arriving", request=request)
+            body = b"".join(chunks)[:MAX_BODY]
+            return Response(
+                raw.status_code,
+                {k.lower(): v for k, v in raw.headers.items()},
+                body,
+                time.monotonic() - started,
+                truncated,
+            )
+        finally:
+            raw.close()
+
+    def _unknown(self, method: str, url: str, why: str) -> NetworkError:
+        if method.upper() in ("GET", "HEAD", "OPTIONS"):
+            return NetworkError(f"{method} {url}: {why}")
+        return NetworkError(
+            f"{method} {url}: {why} — outcome unknown, the message may have been sent",
+            outcome_unknown=True,
+            hint="check before resending, or the recipient may get it twice",
+        )
+
+    def _error(self, response: Response) -> ApiError:
+        parsed = parse_error_body(
+            response.status, response.body, response.headers.get("content-type")
+        )
+        hint = None
+        if response.status in (401, 403):
+            hint = "check the API key (`cloudchat config doctor` shows which one is used)"
+        elif response.status == 429:
+            hint = "the App's rate limit is still exceeded after retrying; try again later"
+        return ApiError(
+            response.status,
+            parsed.message,
+            code=parsed.code,
+            type=parsed.type,
+            param=parsed.param,
+            hint=hint,
+        )
+
+    def _on_wait(self, seconds: float) -> None:
+        self.notify("throttle_wait", {"seconds": seconds})
+
+    def _log_request(self, request: httpx.Request) -> None:
+        if not self.debug:
+            return
+        self.debug(f"→ {request.method} {request.url}")
+        for key, value in redact_headers(request.headers).items():
+            self.debug(f"→ {key}: {value}")
+        if request.content:
+            self.debug(f"→ {one_line(request.content.decode('utf-8', 'replace'), 2000)}")
+
+    def _log_response(self, response: Response) -> None:
+        if not self.debug:
+            return
+        self.debug(f"← {response.status} in {response.elapsed * 1000:.0f} ms")
+        for key, value in redact_headers(response.headers).items():
+            self.debug(f"← {key}: {value}")
+        if response.body:
+            self.debug(f"← {one_line(response.body.decode('utf-8', 'replace'), 2000)}")
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return one_line(text, 200)

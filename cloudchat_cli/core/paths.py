@@ -1,0 +1,64 @@
+"""Where cloudchat keeps its files: config (settings, profiles) and state (throttle, journals)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+APP_NAME = "cloudchat"
+
+
+def config_dir() -> Path:
+    """Return the config directory: ``CLOUDCHAT_CONFIG_DIR`` or the platform's user config dir."""
+    override = os.environ.get("CLOUDCHAT_CONFIG_DIR")
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def state_dir() -> Path:
+    """Return the state directory: ``CLOUDCHAT_STATE_DIR`` or the platform's user state dir."""
+    override = os.environ.get("CLOUDCHAT_STATE_DIR")
+    if override:
+        return Path(override).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir(APP_NAME, appauthor=False))
+
+
+def config_file() -> Path:
+    return config_dir() / "config.toml"
+
+
+def credentials_file() -> Path:
+    return config_dir() / "credentials.toml"
+
+
+def ensure_private_dir(path: Path) -> Path:
+    """Create ``path`` (0700) if needed; tighten it if it already exists and we own it."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with contextlib.suppress(OSError):
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o700)
+    return path
+
+
+def atomic_write(path: Path, data: str, *, mode: int = 0o600) -> None:
+    """Write ``data`` to ``path`` via a temp file + fsync + rename, so readers never see half."""
+    ensure_private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

@@ -1,0 +1,38 @@
+"""Render the HTTP core's events (rate-limit waits, retries, pacing) on stderr for people."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cloudchat_cli.output import console
+
+WAIT_SHOWN_AFTER = 1.0
+
+
+class Notifier:
+    """Callable passed to the API client as ``notify``; quiet mode drops everything."""
+
+    def __init__(self, *, quiet: bool = False, limit: int | None = None,
+                 window: float | None = None):
+        self.quiet = quiet
+        self.limit = limit
+        self.window = window
+        self._pacing_said = False
+
+    def __call__(self, event: str, data: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        if event == "throttle_wait" and data["seconds"] > WAIT_SHOWN_AFTER:
+            rate = f" ({self.limit} per {self.window:g} s)" if self.limit else ""
+            console.info(f"Waiting {data['seconds']:.1f} s for a rate-limit slot{rate}…")
+        elif event == "retry":
+            console.info(
+                f"HTTP {data['status']}; retry {data['retry']}/{data['max_retries']} "
+                f"in {data['delay']:.1f} s"
+            )
+        elif event == "pacing" and not self._pacing_said:
+            self._pacing_said = True
+            console.warn(
+                "the server keeps answering 429 although the window is respected; "
+                f"pacing evenly at one request every {data['interval']:.2f} s from now on"
+            )

@@ -1,0 +1,247 @@
+"""Messages: validate and normalise what to send, build the API body, send it.
+
+Every check here runs before a request is spent; the sandbox applies the same rules server-side.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cloudchat_cli.core.channels import CHANNELS, canonical_channel
+from cloudchat_cli.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from cloudchat_cli.core.http import ApiClient
+
+MAX_TEXT = 4096
+MAX_CAPTION = 1024
+MAX_RECIPIENT = 64
+MEDIA_TYPES = ("image", "video", "audio", "document")
+TYPES = ("text", *MEDIA_TYPES)
+RESERVED_FIELDS = frozenset({"channel", "to", "type", "text", "media"})
+
+_WA_SEPARATORS = re.compile(r"[\s\-.()/]")
+_TG_USERNAME = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{3,31}$")
+_TG_CHAT_ID = re.compile(r"^-?[0-9]{1,20}$")
+_PLATFORM_ID = re.compile(r"^[0-9]{1,32}$")
+_MEDIA_URL = re.compile(r"^https://[^\s/?#@]+(?:[/?#][^\s]*)?$")
+
+
+class InvalidMessage(UsageError):
+    """The message or its recipient is not valid; nothing was sent."""
+
+    def __init__(self, message: str, *, field: str | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.field = field
+
+
+def parse_channel(value: str | None) -> str:
+    """Return the canonical channel name for ``value`` or raise ``InvalidMessage``."""
+    channel = canonical_channel(value or "")
+    if channel is None:
+        shown = _shown(value or "")
+        raise InvalidMessage(
+            f"unknown channel {shown}: use one of {', '.join(CHANNELS)} (or wa, tg, ig, fb)",
+            field="channel",
+        )
+    return channel
+
+
+def _shown(value: str, limit: int = 40) -> str:
+    text = value if len(value) <= limit else value[:limit] + "…"
+    return repr(text)
+
+
+def normalise_recipient(channel: str, raw: str, default_country_code: str = "") -> str:
+    """Validate ``raw`` for ``channel`` and return it in the form the API expects."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidMessage("recipient is empty", field="to")
+    if len(raw) > MAX_RECIPIENT:
+        raise InvalidMessage(
+            f"recipient is too long ({len(raw)} characters, at most {MAX_RECIPIENT})", field="to"
+        )
+    if any(not ch.isprintable() for ch in raw):
+        raise InvalidMessage(
+            f"recipient {_shown(raw)} contains control characters or line breaks", field="to"
+        )
+    value = raw.strip()
+    if channel == "whatsapp":
+        return _whatsapp_number(value, default_country_code)
+    if channel == "telegram":
+        if _TG_CHAT_ID.match(value) or _TG_USERNAME.match(value):
+            return value
+        raise InvalidMessage(
+            f"invalid Telegram recipient {_shown(raw)}: use a numeric chat id or @username",
+            field="to",
+        )
+    if _PLATFORM_ID.match(value):
+        return value
+    raise InvalidMessage(
+        f"invalid {channel.capitalize()} recipient {_shown(raw)}: use the numeric user id",
+        field="to",
+    )
+
+
+def _whatsapp_number(value: str, country_code: str) -> str:
+    digits = _WA_SEPARATORS.sub("", value)
+    if digits.startswith("+"):
+        digits = digits[1:]
+    elif digits.startswith("00"):
+        digits = digits[2:]
+    elif digits.startswith("0"):
+        if not country_code:
+            raise InvalidMessage(
+                f"{_shown(value)} is a local number",
+                field="to",
+                hint="write it with its country code (6281…), or set one: "
+                "`cloudchat config set default_country_code 62`",
+            )
+        digits = country_code + digits[1:]
+    if not digits.isascii() or not digits.isdigit():
+        raise InvalidMessage(
+            f"invalid WhatsApp number {_shown(value)}: only digits, spaces, dashes and a "
+            "leading + are allowed",
+            field="to",
+        )
+    if not 8 <= len(digits) <= 15 or digits.startswith("0"):
+        raise InvalidMessage(
+            f"invalid WhatsApp number {_shown(value)}: an international number has 8-15 digits "
+            "and starts with its country code",
+            field="to",
+        )
+    return digits
+
+
+def infer_type(media_url: str | None, explicit: str | None) -> str:
+    """``--type`` if given; else the media kind guessed from the URL; else ``text``."""
+    if explicit:
+        kind = explicit.strip().lower()
+        if kind not in TYPES:
+            raise InvalidMessage(
+                f"unknown message type {_shown(explicit)}: use one of {', '.join(TYPES)}",
+                field="type",
+            )
+        return kind
+    if not media_url:
+        return "text"
+    path = media_url.split("?", 1)[0].split("#", 1)[0].lower()
+    ext = path.rsplit(".", 1)[-1] if "." in path.rsplit("/", 1)[-1] else ""
+    if ext in {"jpg", "jpeg", "png", "gif", "webp", "bmp", "heic"}:
+        return "image"
+    if ext in {"mp4", "mov", "3gp", "mkv", "webm", "avi"}:
+        return "video"
+    if ext in {"mp3", "ogg", "opus", "m4a", "aac", "wav", "amr"}:
+        return "audio"
+    return "document"
+
+
+def parse_fields(items: list[str] | None) -> dict[str, str]:
+    """Parse repeatable ``--field key=value`` options; reserved keys cannot be overridden."""
+    fields: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InvalidMessage(f"--field {_shown(item)} is not key=value", field="field")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}", key):
+            raise InvalidMessage(f"--field key {_shown(key)} is not a valid name", field="field")
+        if key in RESERVED_FIELDS:
+            raise InvalidMessage(
+                f"--field {key}=… would override a field the CLI sets; use the matching option",
+                field="field",
+            )
+        fields[key] = value
+    return fields
+
+
+@dataclass
+class MessageSpec:
+    """Everything needed to send one message, before validation."""
+
+    to: str
+    channel: str
+    text: str | None = None
+    type: str | None = None
+    media_url: str | None = None
+    caption: str | None = None
+    filename: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def build_payload(spec: MessageSpec, default_country_code: str = "") -> dict[str, Any]:
+    """Validate ``spec`` and return the JSON body for ``POST /messages``."""
+    channel = parse_channel(spec.channel)
+    to = normalise_recipient(channel, spec.to, default_country_code)
+    kind = infer_type(spec.media_url, spec.type)
+    body: dict[str, Any] = {"channel": channel, "to": to, "type": kind}
+    if kind == "text":
+        if spec.media_url or spec.caption or spec.filename:
+            raise InvalidMessage(
+                "--media-url, --caption and --filename need a media --type", field="type"
+            )
+        body["text"] = check_text(spec.text)
+    else:
+        body["media"] = _media(spec)
+        if spec.text:
+            raise InvalidMessage(
+                "a media message takes --caption, not a text argument", field="text"
+            )
+    for key, value in spec.fields.items():
+        if key in RESERVED_FIELDS:
+            raise InvalidMessage(f"field {key!r} would override {key}", field="field")
+        body[key] = value
+    return body
+
+
+def check_text(text: str | None) -> str:
+    if text is None or not text.strip():
+        raise InvalidMessage(
+            "text is empty", field="text", hint="give it as an argument, or pipe it on stdin"
+        )
+    if len(text) > MAX_TEXT:
+        raise InvalidMessage(
+            f"text is {len(text)} characters; the API takes at most {MAX_TEXT}", field="text"
+        )
+    if "\x00" in text:
+        raise InvalidMessage("text contains a NUL character", field="text")
+    return text
+
+
+def check_media_url(url: str | None) -> str:
+    if not url:
+        raise InvalidMessage("a media message needs --media-url", field="media_url")
+    if len(url) > 2048 or not _MEDIA_URL.match(url):
+        raise InvalidMessage(
+            f"media URL {_shown(url, 60)} must be an https:// URL", field="media_url"
+        )
+    return url
+
+
+def _media(spec: MessageSpec) -> dict[str, str]:
+    media = {"url": check_media_url(spec.media_url)}
+    if spec.caption:
+        if len(spec.caption) > MAX_CAPTION:
+            raise InvalidMessage(
+                f"caption is {len(spec.caption)} characters; at most {MAX_CAPTION}",
+                field="caption",
+            )
+        media["caption"] = spec.caption
+    if spec.filename:
+        if len(spec.filename) > 255 or any(not ch.isprintable() for ch in spec.filename):
+            raise InvalidMessage("filename is too long or has control characters", field="filename")
+        media["filename"] = spec.filename
+    return media
+
+
+def send_message(client: ApiClient, payload: dict[str, Any], *, wait: bool = True) -> dict:
+    """POST the message; return the server's JSON object (or a minimal one if it sent none)."""
+    response = client.request("POST", "messages", json_body=payload, wait=wait)
+    data = response.json()
+    return {
+        "response": data if isinstance(data, dict) else None,
+        "raw": response.body,
+        "status": response.status,
+        "attempts": response.attempts,
+    }

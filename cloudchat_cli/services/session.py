@@ -1,0 +1,135 @@
+"""A command's session: global options → config, profile, settings, credentials, API client.
+
+Commands never build these themselves; they ask the session, which builds each part once and
+only when needed (so ``--help`` and ``config path`` touch neither the keyring nor the network).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cloudchat_cli.core import credentials, settings
+from cloudchat_cli.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cloudchat_cli.core.http import ApiClient, Notify
+    from cloudchat_cli.sandbox.server import SandboxServer
+
+SANDBOX_KEY = "sk_test_sandbox_embedded_0000000000"
+
+
+@dataclass
+class GlobalOptions:
+    profile: str | None = None
+    debug: bool = False
+    sandbox: bool = False
+    no_color: bool = False
+    api_key_file: str | None = None
+
+
+@dataclass
+class Session:
+    options: GlobalOptions
+    env: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    flags: dict[str, Any] = field(default_factory=dict)
+    warn: Callable[[str], None] = lambda message: None
+    debug_log: Callable[[str], None] | None = None
+    _config: settings.ConfigFile | None = None
+    _settings: settings.Settings | None = None
+    _sandbox: SandboxServer | None = None
+    _clients: list = field(default_factory=list)
+
+    # --- configuration ---------------------------------------------------------------------
+
+    @property
+    def config(self) -> settings.ConfigFile:
+        if self._config is None:
+            self._config = settings.load_config()
+            for warning in self._config.warnings:
+                self.warn(warning)
+        return self._config
+
+    def profile(self) -> tuple[str, str]:
+        return settings.select_profile(self.config, self.options.profile, self.env)
+
+    def require_profile(self) -> str:
+        """The active profile, which must exist unless it is the implicit ``default``."""
+        name, source = self.profile()
+        if not self.config.has_profile(name):
+            raise ConfigError(
+                f"profile {name!r} (from {source}) does not exist",
+                hint=f"known profiles: {', '.join(self.config.profiles())}; "
+                f"create it with `cloudchat -p {name} config set base_url URL`",
+            )
+        return name
+
+    def settings(self) -> settings.Settings:
+        if self._settings is None:
+            name = self.require_profile()
+            overrides = {}
+            if self.options.sandbox:
+                overrides["base_url"] = (self.sandbox().base_url, "sandbox (--sandbox)")
+            self._settings = settings.resolve(
+                self.config,
+                name,
+                profile_source=self.profile()[1],
+                flags=self.flags,
+                env=self.env,
+                overrides=overrides,
+            )
+        return self._settings
+
+    # --- credentials -----------------------------------------------------------------------
+
+    def api_key(self) -> credentials.Secret:
+        if self.options.sandbox:
+            return credentials.Secret(SANDBOX_KEY, "sandbox (--sandbox)")
+        secret = credentials.resolve_secret(
+            credentials.API_KEY,
+            self.settings().profile,
+            file_flag=self.options.api_key_file,
+            env=self.env,
+        )
+        for warning in secret.warnings:
+            self.warn(warning)
+        return secret
+
+    # --- the embedded sandbox and the client -----------------------------------------------
+
+    def sandbox(self) -> SandboxServer:
+        if self._sandbox is None:
+            from cloudchat_cli.sandbox.server import SandboxConfig, SandboxServer
+
+            self._sandbox = SandboxServer(SandboxConfig(port=0, quiet=True))
+            self._sandbox.start_background()
+        return self._sandbox
+
+    def client(self, notify: Notify | None = None) -> ApiClient:
+        from cloudchat_cli.core.backoff import RetryPolicy
+        from cloudchat_cli.core.http import ApiClient
+        from cloudchat_cli.core.throttle import Throttle
+
+        cfg = self.settings()
+        key = self.api_key()
+        throttle = Throttle(cfg.rate_limit, cfg.rate_window, timeout=cfg.timeout)
+        client = ApiClient(
+            cfg.base_url,
+            key.value,
+            timeout=cfg.timeout,
+            retry=RetryPolicy(max_retries=cfg.max_retries, max_total_wait=cfg.max_retry_wait),
+            throttle=throttle,
+            debug=self.debug_log if self.options.debug else None,
+            notify=notify,
+        )
+        self._clients.append(client)
+        return client
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()
+        if self._sandbox is not None:
+            self._sandbox.stop()
+            self._sandbox = None

@@ -1,0 +1,223 @@
+"""Shared fixtures: an isolated environment, the installed CLI, a real sandbox, a real keyring."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+TEST_KEY = "sk_test_e2e_0123456789abcdefWXYZ"
+
+
+def cloudchat_exe() -> str:
+    exe = shutil.which("cloudchat") or str(Path(sys.executable).with_name("cloudchat"))
+    if not Path(exe).exists():
+        pytest.fail("the `cloudchat` command is not installed: pip install -e '.[test]'")
+    return exe
+
+
+def base_env(tmp: Path) -> dict[str, str]:
+    """A clean environment: own config/state dirs, no keyring, no inherited CLOUDCHAT_*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDCHAT_")}
+    for var in ("DBUS_SESSION_BUS_ADDRESS", "PYTHON_KEYRING_BACKEND", "NO_COLOR"):
+        env.pop(var, None)
+    home = tmp / "home"
+    home.mkdir(exist_ok=True)
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_DATA_HOME=str(home / ".local/share"),
+        XDG_STATE_HOME=str(home / ".local/state"),
+        CLOUDCHAT_CONFIG_DIR=str(tmp / "config"),
+        CLOUDCHAT_STATE_DIR=str(tmp / "state"),
+        CLOUDCHAT_NO_KEYRING="1",
+        COLUMNS="200",
+    )
+    return env
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return base_env(tmp_path)
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """For in-process tests: the same isolation applied to os.environ."""
+    for key in list(os.environ):
+        if key.startswith("CLOUDCHAT_"):
+            monkeypatch.delenv(key)
+    for key, value in base_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    return tmp_path
+
+
+def run_cli(
+    *args: str,
+    env: dict[str, str],
+    input: str | bytes | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess:
+    """Run the installed ``cloudchat`` as a subprocess; text output."""
+    data = input.encode() if isinstance(input, str) else input
+    proc = subprocess.run(
+        [cloudchat_exe(), *args],
+        env=env,
+        input=data,
+        stdin=None if data is not None else subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+    )
+    proc.stdout = proc.stdout.decode("utf-8", "replace")
+    proc.stderr = proc.stderr.decode("utf-8", "replace")
+    return proc
+
+
+@pytest.fixture
+def cli(env: dict[str, str]):
+    def run(*args: str, input: str | bytes | None = None, timeout: float = 60, **extra: str):
+        return run_cli(*args, env={**env, **extra}, input=input, timeout=timeout)
+
+    return run
+
+
+@dataclass
+class Sandbox:
+    proc: subprocess.Popen
+    base_url: str
+    record_path: Path
+
+    def records(self) -> list[dict]:
+        if not self.record_path.exists():
+            return []
+        lines = self.record_path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def statuses(self) -> list[int | None]:
+        return [r["status"] for r in self.records()]
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def start_sandbox(tmp: Path, env: dict[str, str], *args: str, name: str = "sandbox") -> Sandbox:
+    """Start ``cloudchat sandbox`` on a free port; ready once it prints its URL (no sleeps)."""
+    record = tmp / f"{name}-record.jsonl"
+    proc = subprocess.Popen(
+        [cloudchat_exe(), "sandbox", "--port", "0", "--record", str(record), *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stdout.readline()
+    if "listening on " not in line:
+        proc.kill()
+        raise RuntimeError(f"sandbox did not start: {line!r} {proc.stderr.read()!r}")
+    url = line.rsplit("listening on ", 1)[1].strip()
+    return Sandbox(proc, url, record)
+
+
+@pytest.fixture
+def sandbox_factory(tmp_path: Path, env: dict[str, str]) -> Iterator:
+    started: list[Sandbox] = []
+
+    def factory(*args: str) -> Sandbox:
+        box = start_sandbox(tmp_path, env, *args, name=f"sandbox{len(started)}")
+        started.append(box)
+        return box
+
+    yield factory
+    for box in started:
+        box.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_factory) -> Sandbox:
+    return sandbox_factory()
+
+
+@pytest.fixture
+def api_env(env: dict[str, str], sandbox: Sandbox) -> dict[str, str]:
+    """Environment pointing the CLI at the sandbox with a test key from the env var."""
+    return {**env, "CLOUDCHAT_BASE_URL": sandbox.base_url, "CLOUDCHAT_API_KEY": TEST_KEY}
+
+
+# --- a real Secret Service ---------------------------------------------------------------------
+
+
+@dataclass
+class SecretService:
+    env: dict[str, str]
+
+
+@pytest.fixture
+def secret_service(tmp_path: Path, env: dict[str, str]) -> Iterator[SecretService]:
+    """A private D-Bus session with gnome-keyring's secrets component, unlocked."""
+    dbus = shutil.which("dbus-daemon")
+    gkd = shutil.which("gnome-keyring-daemon")
+    if not dbus or not gkd:
+        pytest.skip("needs dbus-daemon and gnome-keyring-daemon (apt install dbus gnome-keyring)")
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    kenv = {k: v for k, v in env.items() if k != "CLOUDCHAT_NO_KEYRING"}
+    kenv["XDG_RUNTIME_DIR"] = str(runtime)
+    bus = subprocess.Popen(
+        [dbus, "--session", "--nofork", "--print-address=1", "--nopidfile"],
+        env=kenv,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    address = bus.stdout.readline().strip()
+    kenv["DBUS_SESSION_BUS_ADDRESS"] = address
+    keyring_daemon = subprocess.Popen(
+        [gkd, "--unlock", "--components=secrets", "--foreground"],
+        env=kenv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    keyring_daemon.stdin.write("throwaway-test-password")
+    keyring_daemon.stdin.close()
+    try:
+        _wait_for_bus_name(kenv, "org.freedesktop.secrets", keyring_daemon)
+        yield SecretService(kenv)
+    finally:
+        for proc in (keyring_daemon, bus):
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _wait_for_bus_name(env: dict[str, str], name: str, daemon: subprocess.Popen) -> None:
+    """Block until ``name`` is owned on the bus (each check is a round trip to the bus)."""
+    for _ in range(500):
+        if daemon.poll() is not None:
+            pytest.fail(f"gnome-keyring-daemon exited with {daemon.returncode}")
+        reply = subprocess.run(
+            ["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus", "/",
+             "org.freedesktop.DBus.NameHasOwner", f"string:{name}"],
+            env=env, capture_output=True, text=True, timeout=10,
+        )
+        if "boolean true" in reply.stdout:
+            return
+    pytest.fail(f"{name} never appeared on the private D-Bus session")

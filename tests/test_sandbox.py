@@ -1,0 +1,147 @@
+"""The sandbox itself, over real HTTP: contract, auth, limits, faults, record, shutdown."""
+
+import concurrent.futures
+import json
+import socket
+
+import httpx
+import pytest
+
+from cloudchat_cli.sandbox.ratelimit import RollingWindow
+
+from .conftest import TEST_KEY, run_cli
+from .fakes import FakeClock
+
+pytestmark = pytest.mark.e2e
+AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
+MSG = {"channel": "whatsapp", "to": "6281234567890", "type": "text", "text": "Halo"}
+
+
+def post(box, body=MSG, headers=AUTH, path="/messages"):
+    return httpx.post(box.base_url + path, json=body, headers=headers, timeout=10)
+
+
+def test_accepts_and_lists_messages(sandbox):
+    r = post(sandbox)
+    assert r.status_code == 201
+    body = r.json()
+    assert body["id"].startswith("msg_") and body["status"] == "queued"
+    assert r.headers["X-RateLimit-Limit"] == "60" and r.headers["X-RateLimit-Remaining"] == "59"
+    listed = httpx.get(sandbox.base_url.split("/api/")[0] + "/_sandbox/messages").json()
+    assert listed["count"] == 1 and listed["messages"][0]["id"] == body["id"]
+    record = sandbox.records()[0]
+    assert {"ts", "method", "path", "status", "request"} <= set(record)
+    assert (record["method"], record["path"], record["status"]) == ("POST",
+                                                                   "/api/public/v1/messages", 201)
+    assert record["request"] == MSG
+    assert TEST_KEY not in sandbox.record_path.read_text()
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({**MSG, "channel": "sms"}, "channel"),
+    ({k: v for k, v in MSG.items() if k != "to"}, "to"),
+    ({**MSG, "to": "+62 812"}, "to"),
+    ({**MSG, "text": ""}, "text"),
+    ({**MSG, "text": "x" * 4097}, "text"),
+    ({**MSG, "type": "image"}, "media"),
+    ({**MSG, "type": "image", "media": {"url": "http://x/a.jpg"}}, "media.url"),
+    ({**MSG, "type": "sticker"}, "type"),
+    ([1, 2], "body"),
+])
+def test_field_specific_400(sandbox, body, param):
+    r = post(sandbox, body)
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == param and r.json()["error"]["code"] == 400
+
+
+def test_invalid_json_400(sandbox):
+    r = httpx.post(sandbox.base_url + "/messages", content=b"{nope", headers=AUTH)
+    assert r.status_code == 400 and r.json()["error"]["param"] == "body"
+
+
+def test_auth(sandbox_factory):
+    box = sandbox_factory("--key", "sk_live_only_this_one")
+    assert post(box, headers={}).status_code == 401
+    assert post(box, headers={"Authorization": "Basic abc"}).status_code == 401
+    assert post(box).status_code == 401  # a test key, but not the one given
+    ok = post(box, headers={"Authorization": "Bearer sk_live_only_this_one"})
+    assert ok.status_code == 201
+
+
+def test_unknown_path_json_404_and_405(sandbox):
+    r = httpx.get(sandbox.base_url + "/nothing")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
+    r = httpx.get(sandbox.base_url + "/messages")
+    assert r.status_code == 405
+
+
+def test_rate_limit_headers_and_429(sandbox_factory):
+    box = sandbox_factory("--rate-limit", "2", "--rate-window", "30")
+    assert [post(box).status_code for _ in range(2)] == [201, 201]
+    r = post(box)
+    assert r.status_code == 429
+    assert r.json()["error"]["type"] == "rate_limited"
+    assert r.headers["X-RateLimit-Remaining"] == "0"
+    assert 28 <= int(r.headers["Retry-After"]) <= 30
+    assert int(r.headers["X-RateLimit-Reset"]) == int(r.headers["Retry-After"])
+    # another key has its own window
+    other = post(box, headers={"Authorization": "Bearer sk_test_someone_else_0000"})
+    assert other.status_code == 201
+
+
+def test_fail_rate_one_gives_500(sandbox_factory):
+    box = sandbox_factory("--fail-rate", "1")
+    assert post(box).status_code == 500
+    assert box.statuses() == [500]
+
+
+def test_drop_rate_hangs_up(sandbox_factory):
+    box = sandbox_factory("--drop-rate", "1")
+    with pytest.raises(httpx.RemoteProtocolError):
+        post(box)
+    assert box.records()[0]["dropped"] is True
+
+
+def test_concurrent_connections(sandbox_factory):
+    box = sandbox_factory("--latency", "0.5", "--rate-limit", "100")
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        codes = list(pool.map(lambda _: post(box).status_code, range(20)))
+    assert codes == [201] * 20
+    ts = sorted(r["ts"] for r in box.records())
+    assert ts[-1] - ts[0] < 0.5  # all 20 were received while the first was still sleeping
+
+
+def test_sigterm_stops_cleanly(sandbox_factory):
+    box = sandbox_factory()
+    post(box)
+    assert box.stop() == 0
+    err = box.proc.stderr.read()
+    assert "Traceback" not in err and "stopped" in err.lower()
+
+
+def test_port_in_use_exit_2(env):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        proc = run_cli("sandbox", "--port", str(port), env=env, timeout=20)
+    assert proc.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in proc.stderr
+
+
+def test_prints_accepted_messages(sandbox):
+    post(sandbox)
+    line = sandbox.proc.stdout.readline()
+    assert "whatsapp" in line and "6281234567890" in line and "'Halo'" in line
+
+
+def test_rolling_window_unit():
+    clock = FakeClock(0)
+    window = RollingWindow(2, 10, clock)
+    assert window.admit("k").allowed and window.admit("k").allowed
+    denied = window.admit("k")
+    assert not denied.allowed and denied.reset == 10
+    clock.advance(5)
+    assert not window.admit("k").allowed  # rejected requests are not counted…
+    clock.advance(5)
+    assert window.admit("k").allowed  # …so the window frees exactly 10 s after the first
+    assert json.dumps(denied.headers())
