@@ -72,10 +72,12 @@ def send(
         fields=messages.parse_fields(field),
     )
     payload = messages.build_payload(spec, cfg.default_country_code)
-    client = session.client(
-        notify=Notifier(quiet=quiet, limit=cfg.rate_limit, window=cfg.rate_window)
-    )
-    result = messages.send_message(client, payload, wait=not no_wait)
+    notifier = Notifier(quiet=quiet, limit=cfg.rate_limit, window=cfg.rate_window)
+    client = session.client(notify=notifier)
+    try:
+        result = messages.send_message(client, payload, wait=not no_wait)
+    finally:
+        notifier.stop()
     if json_out:
         raw = result["raw"].decode("utf-8", "replace").strip() or "{}"
         sys.stdout.write(raw + "\n")

@@ -162,7 +162,11 @@ class ApiClient:
     def _attempt(
         self, method: str, path: str, json_body: Any, content: bytes | None, wait: bool
     ) -> Response:
-        slot = self.throttle.acquire(wait=wait, on_wait=self._on_wait) if self.throttle else None
+        slot = (
+            self.throttle.acquire(wait=wait, on_wait=self._on_wait, on_done=self._on_wait_done)
+            if self.throttle
+            else None
+        )
         url = self.url(path)
         timed_out = False
         try:
@@ -245,6 +249,9 @@ class ApiClient:
 
     def _on_wait(self, seconds: float) -> None:
         self.notify("throttle_wait", {"seconds": seconds})
+
+    def _on_wait_done(self) -> None:
+        self.notify("throttle_done", {})
 
     def _log_request(self, request: httpx.Request) -> None:
         if not self.debug:

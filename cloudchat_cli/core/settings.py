@@ -93,6 +93,9 @@ SPECS: dict[str, Spec] = {
         ),
         Spec("rate_limit", 60, _number(int, 1), "requests allowed per window (the App's limit)"),
         Spec("rate_window", 60.0, _number(float, 0, strict=True), "rate-limit window, seconds"),
+        Spec(
+            "rate_margin", 0.25, _number(float, 0), "seconds a slot is held past the window"
+        ),
         Spec("timeout", 30.0, _number(float, 0, strict=True), "HTTP timeout, seconds"),
         Spec("max_retries", 4, _number(int, 0), "retries after a 429 or 5xx"),
         Spec(

@@ -42,12 +42,12 @@ class WindowState:
 class SlotStore(Protocol):
     """Where slots live: in memory (one process) or in SQLite (every process using the key)."""
 
-    def try_acquire(self, now: float, limit: int, hold_until: float, pace: float) -> tuple[
-        int | None, float
-    ]:
-        """Take a slot if fewer than ``limit`` are held and no block applies.
+    def try_acquire(
+        self, now: float, limit: int, hold_until: float, pace: float, settle: float
+    ) -> tuple[int | None, tuple[float, float]]:
+        """Take a slot if fewer than ``limit`` are held and no block or pacing applies.
 
-        Returns (slot id, 0) on success, else (None, the earliest time worth trying again).
+        Returns (slot id, _) on success, else (None, (when to look again, estimated free time)).
         """
 
     def release(self, slot: int, expires_at: float) -> None: ...
@@ -59,40 +59,73 @@ class SlotStore(Protocol):
     def set_pacing(self, on: bool) -> None: ...
 
 
+def next_try(
+    now: float,
+    limit: int,
+    slots: list[tuple[float, bool]],
+    blocked_until: float,
+    paced_until: float,
+    settle: float,
+) -> tuple[float, float] | None:
+    """The one decision both stores share, from the live slots as (expiry, in flight).
+
+    Returns None when a slot may be taken now, else (when to look again, when a slot is
+    expected to be free). ``settle`` is when an in-flight slot would expire if its response
+    came now: the estimate uses it, the guarantee does not.
+    """
+    other = max((t for t in (blocked_until, paced_until) if t > now), default=0.0)
+    if len(slots) >= limit:
+        k = len(slots) - limit
+        slot_free = sorted(e for e, _ in slots)[k]
+        estimate = sorted(min(e, settle) if f else e for e, f in slots)[k]
+    else:
+        slot_free = estimate = 0.0
+    if max(other, slot_free) <= now:
+        return None
+    eta = max(other, estimate)
+    if slot_free > other and any(f for _, f in slots):
+        # An in-flight slot may be released (and get an earlier expiry) at any moment.
+        return max(other, min(slot_free, now + POLL)), eta
+    return max(other, slot_free), eta
+
+
 class MemoryStore:
-    """Slots of this process only (used by tests and as the store's reference model)."""
+    """Slots of this process only (tests, and the reference model for the SQLite store)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._slots: dict[int, tuple[float, float, bool]] = {}  # id -> (taken, expiry, flying)
+        self._slots: dict[int, tuple[float, bool]] = {}  # id -> (expiry, in flight)
         self._next_id = 1
         self._blocked_until = 0.0
         self._last_sent = 0.0
         self._pacing = False
 
-    def try_acquire(self, now, limit, hold_until, pace):
+    def _live(self, now: float) -> list[tuple[float, bool]]:
+        self._slots = {k: v for k, v in self._slots.items() if v[0] > now}
+        return list(self._slots.values())
+
+    def try_acquire(self, now, limit, hold_until, pace, settle):
         with self._lock:
-            self._slots = {k: v for k, v in self._slots.items() if v[1] > now}
-            retry_at = _next_try(
+            decision = next_try(
                 now,
                 limit,
-                [v[1] for v in self._slots.values()],
-                any(v[2] for v in self._slots.values()),
+                self._live(now),
                 self._blocked_until,
                 self._last_sent + pace if pace else 0.0,
+                settle,
             )
-            if retry_at is not None:
-                return None, retry_at
+            if decision is not None:
+                return None, decision
             slot = self._next_id
             self._next_id += 1
-            self._slots[slot] = (now, hold_until, True)
+            self._slots[slot] = (hold_until, True)
             self._last_sent = now
-            return slot, 0.0
+            return slot, (0.0, 0.0)
 
     def release(self, slot, expires_at):
         with self._lock:
             if slot in self._slots:
-                self._slots[slot] = (self._slots[slot][0], expires_at, False)
+                self._slots[slot] = (expires_at, False)
 
     def block(self, until):
         with self._lock:
@@ -104,36 +137,16 @@ class MemoryStore:
 
     def state(self, now, limit):
         with self._lock:
-            live = [v for v in self._slots.values() if v[1] > now]
+            live = self._live(now)
+            expiries = sorted(e for e, _ in live)
             return WindowState(
                 limit=limit,
                 used=len(live),
-                next_free_at=min(v[1] for v in live) if len(live) >= limit else None,
+                next_free_at=expiries[len(expiries) - limit] if len(expiries) >= limit else None,
                 blocked_until=self._blocked_until if self._blocked_until > now else 0.0,
-                in_flight=sum(1 for v in live if v[2]),
+                in_flight=sum(1 for _, f in live if f),
                 pacing=self._pacing,
             )
-
-
-def _next_try(
-    now: float,
-    limit: int,
-    expiries: list[float],
-    any_in_flight: bool,
-    blocked_until: float,
-    paced_until: float,
-) -> float | None:
-    """Shared decision: None when a slot may be taken now, else when to look again."""
-    waits = []
-    if blocked_until > now:
-        waits.append(blocked_until)
-    if paced_until > now:
-        waits.append(paced_until)
-    if len(expiries) >= limit:
-        earliest = sorted(expiries)[len(expiries) - limit]
-        # An in-flight slot may be released (and get an earlier expiry) at any moment.
-        waits.append(min(earliest, now + POLL) if any_in_flight else earliest)
-    return max(waits) if waits else None
 
 
 class Throttle:
@@ -145,7 +158,7 @@ class Throttle:
         window: float,
         *,
         store: SlotStore | None = None,
-        margin: float = 0.5,
+        margin: float = 0.25,
         timeout: float = 30.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
@@ -159,27 +172,41 @@ class Throttle:
         self.sleep = sleep
         self.pace = 0.0
 
+    def try_acquire(self) -> tuple[int | None, float, float]:
+        """One attempt: (slot, 0, 0) or (None, when to look again, estimated free time)."""
+        now = self.clock()
+        # Until its response is seen, a slot is held for the longest it could need.
+        hold = now + self.timeout + self.window + self.margin
+        settle = now + self.window + self.margin
+        slot, (retry_at, eta) = self.store.try_acquire(now, self.limit, hold, self.pace, settle)
+        return slot, retry_at, eta
+
     def acquire(
-        self, *, wait: bool = True, on_wait: Callable[[float], None] | None = None
+        self,
+        *,
+        wait: bool = True,
+        on_wait: Callable[[float], None] | None = None,
+        on_done: Callable[[], None] | None = None,
     ) -> int:
-        """Take a slot, sleeping until one frees; ``on_wait(seconds)`` is told of each wait."""
+        """Take a slot, sleeping until one frees; ``on_wait(seconds)`` hears of a wait once."""
+        waited = False
         while True:
-            now = self.clock()
-            # Until its response is seen, a slot is held for the longest it could need.
-            hold = now + self.timeout + self.window + self.margin
-            slot, retry_at = self.store.try_acquire(now, self.limit, hold, self.pace)
+            slot, retry_at, eta = self.try_acquire()
             if slot is not None:
+                if waited and on_done:
+                    on_done()
                 return slot
-            delay = max(0.0, retry_at - now)
+            now = self.clock()
             if not wait:
                 raise RateLimitWait(
                     f"rate limit reached ({self.limit} per {self.window:g} s); "
-                    f"next slot in {delay:.1f} s",
+                    f"next slot in about {max(0.0, eta - now):.1f} s",
                     hint="run again later, or drop --no-wait to queue for a slot",
                 )
-            if on_wait:
-                on_wait(delay)
-            self.sleep(delay)
+            if not waited and on_wait:
+                on_wait(max(0.0, eta - now))
+            waited = True
+            self.sleep(max(0.0, retry_at - now))
 
     def release(self, slot: int, *, timed_out: bool = False) -> None:
         """The response arrived (or the request timed out): hold the slot one more window."""

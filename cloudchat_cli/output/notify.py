@@ -18,13 +18,21 @@ class Notifier:
         self.limit = limit
         self.window = window
         self._pacing_said = False
+        self._status = None
 
     def __call__(self, event: str, data: dict[str, Any]) -> None:
         if self.quiet:
             return
         if event == "throttle_wait" and data["seconds"] > WAIT_SHOWN_AFTER:
             rate = f" ({self.limit} per {self.window:g} s)" if self.limit else ""
-            console.info(f"Waiting {data['seconds']:.1f} s for a rate-limit slot{rate}…")
+            text = f"Waiting about {data['seconds']:.1f} s for a rate-limit slot{rate}…"
+            if console.stderr_is_tty():
+                self._status = console.err().status(console.escape(text))
+                self._status.start()
+            else:
+                console.info(text)
+        elif event == "throttle_done":
+            self.stop()
         elif event == "retry":
             console.info(
                 f"HTTP {data['status']}; retry {data['retry']}/{data['max_retries']} "
@@ -36,3 +44,8 @@ class Notifier:
                 "the server keeps answering 429 although the window is respected; "
                 f"pacing evenly at one request every {data['interval']:.2f} s from now on"
             )
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None

@@ -16,6 +16,7 @@ from cloudchat_cli.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from cloudchat_cli.core.http import ApiClient, Notify
+    from cloudchat_cli.core.throttle import Throttle
     from cloudchat_cli.sandbox.server import SandboxServer
 
 SANDBOX_KEY = "sk_test_sandbox_embedded_0000000000"
@@ -40,7 +41,7 @@ class Session:
     _config: settings.ConfigFile | None = None
     _settings: settings.Settings | None = None
     _sandbox: SandboxServer | None = None
-    _clients: list = field(default_factory=list)
+    _closers: list = field(default_factory=list)
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -107,14 +108,35 @@ class Session:
             self._sandbox.start_background()
         return self._sandbox
 
+    def throttle(self, api_key: str) -> Throttle:
+        """The key's throttle: shared through SQLite by every process using the key.
+
+        The embedded sandbox lives and dies with this process, so its window is kept in memory.
+        """
+        from cloudchat_cli.core.throttle import MemoryStore, Throttle
+
+        cfg = self.settings()
+        if self.options.sandbox:
+            store = MemoryStore()
+        else:
+            from cloudchat_cli.core.throttle_sqlite import SqliteStore, throttle_path
+
+            store = SqliteStore(
+                throttle_path(api_key), window=cfg.rate_window, margin=cfg.rate_margin
+            )
+            self._closers.append(store.close)
+        return Throttle(
+            cfg.rate_limit, cfg.rate_window, store=store, margin=cfg.rate_margin,
+            timeout=cfg.timeout,
+        )
+
     def client(self, notify: Notify | None = None) -> ApiClient:
         from cloudchat_cli.core.backoff import RetryPolicy
         from cloudchat_cli.core.http import ApiClient
-        from cloudchat_cli.core.throttle import Throttle
 
         cfg = self.settings()
         key = self.api_key()
-        throttle = Throttle(cfg.rate_limit, cfg.rate_window, timeout=cfg.timeout)
+        throttle = self.throttle(key.value)
         client = ApiClient(
             cfg.base_url,
             key.value,
@@ -124,12 +146,13 @@ class Session:
             debug=self.debug_log if self.options.debug else None,
             notify=notify,
         )
-        self._clients.append(client)
+        self._closers.append(client.close)
         return client
 
     def close(self) -> None:
-        for client in self._clients:
-            client.close()
+        for close in reversed(self._closers):
+            close()
+        self._closers.clear()
         if self._sandbox is not None:
             self._sandbox.stop()
             self._sandbox = None

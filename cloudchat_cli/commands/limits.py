@@ -1,0 +1,50 @@
+"""``cloudchat limits``: the key's current rate-limit window, as every process on this machine
+sees it."""
+
+from __future__ import annotations
+
+import typer
+
+from cloudchat_cli.output import console
+
+
+def limits(
+    ctx: typer.Context,
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Show the key's rate-limit window: used and free slots, next free slot, 429 block."""
+    session = ctx.obj
+    cfg = session.settings()
+    key = session.api_key()
+    throttle = session.throttle(key.value)
+    state = throttle.state()
+    now = throttle.clock()
+    data = {
+        "limit": state.limit,
+        "window": cfg.rate_window,
+        "used": state.used,
+        "free": state.free,
+        "in_flight": state.in_flight,
+        "next_free_in": round(max(0.0, state.next_free_at - now), 3)
+        if state.next_free_at
+        else 0.0,
+        "blocked_for": round(max(0.0, state.blocked_until - now), 3)
+        if state.blocked_until
+        else 0.0,
+        "pacing": state.pacing,
+        "key": key.masked,
+    }
+    if json_out:
+        console.print_json(data)
+        return
+    out = console.out()
+    out.print(
+        f"[bold]{data['used']}[/bold] of {data['limit']} slots used in the last "
+        f"{data['window']:g} s window ({data['in_flight']} in flight), {data['free']} free"
+    )
+    if data["next_free_in"]:
+        out.print(f"next slot frees in {data['next_free_in']:.1f} s")
+    if data["blocked_for"]:
+        out.print(f"[red]blocked by a 429[/red] for another {data['blocked_for']:.1f} s")
+    if data["pacing"]:
+        out.print("even pacing is on (the server was stricter than the configured limit)")

@@ -1,0 +1,173 @@
+"""The throttle's slots in SQLite, shared by every process on this machine that uses the key.
+
+One database per key in the user state dir, named by a hash of the key (never the key). Each
+decision is one ``BEGIN IMMEDIATE`` transaction, so two processes can never both take the last
+slot. Slots of a crashed process expire by themselves: an in-flight slot carries the longest it
+could need (timeout + window + margin), and one whose process is gone is cut to now + window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+from cloudchat_cli.core import paths
+from cloudchat_cli.core.errors import CloudChatError
+from cloudchat_cli.core.throttle import WindowState, next_try
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS slots (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    taken REAL NOT NULL,
+    expires REAL NOT NULL,
+    in_flight INTEGER NOT NULL,
+    pid INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v REAL NOT NULL);
+"""
+
+
+def key_hash(api_key: str) -> str:
+    return hashlib.sha256(b"cloudchat-throttle\0" + api_key.encode()).hexdigest()[:32]
+
+
+def throttle_path(api_key: str) -> Path:
+    return paths.state_dir() / "throttle" / f"{key_hash(api_key)}.sqlite3"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    except OSError:
+        return True
+    return True
+
+
+class SqliteStore:
+    """A ``SlotStore`` in one SQLite file; safe across threads and processes."""
+
+    def __init__(self, path: Path, *, window: float, margin: float):
+        self.path = path
+        self.window = window
+        self.margin = margin
+        self._lock = threading.Lock()
+        try:
+            paths.ensure_private_dir(path.parent)
+            self._db = sqlite3.connect(
+                path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            with contextlib.suppress(sqlite3.OperationalError):
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+            os.chmod(path, 0o600)
+        except (OSError, sqlite3.Error) as exc:
+            raise CloudChatError(
+                f"cannot open the rate-limit state {path}: {exc}",
+                hint="make the state directory writable, or point CLOUDCHAT_STATE_DIR elsewhere",
+            ) from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _tx(self, fn):
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(self._db)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+                return result
+            except sqlite3.Error as exc:
+                raise CloudChatError(
+                    f"rate-limit state {self.path} failed: {exc}",
+                    hint="is the disk full or the state directory read-only?",
+                ) from None
+
+    def _meta(self, db: sqlite3.Connection, key: str) -> float:
+        row = db.execute("SELECT v FROM meta WHERE k = ?", (key,)).fetchone()
+        return row[0] if row else 0.0
+
+    def _set_meta(self, db: sqlite3.Connection, key: str, value: float) -> None:
+        db.execute("INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)", (key, value))
+
+    def _live(self, db: sqlite3.Connection, now: float) -> list[tuple[float, bool]]:
+        db.execute("DELETE FROM slots WHERE expires <= ?", (now,))
+        rows = db.execute("SELECT id, expires, in_flight, pid FROM slots").fetchall()
+        live = []
+        for slot, expires, in_flight, pid in rows:
+            if in_flight and not _pid_alive(pid):
+                # Its process died mid-request: the request may have arrived up to now.
+                expires = min(expires, now + self.window + self.margin)
+                db.execute("UPDATE slots SET expires = ?, in_flight = 0 WHERE id = ?",
+                           (expires, slot))
+                in_flight = 0
+            live.append((expires, bool(in_flight)))
+        return live
+
+    def try_acquire(self, now, limit, hold_until, pace, settle):
+        def run(db):
+            decision = next_try(
+                now,
+                limit,
+                self._live(db, now),
+                self._meta(db, "blocked_until"),
+                self._meta(db, "last_sent") + pace if pace else 0.0,
+                settle,
+            )
+            if decision is not None:
+                return None, decision
+            cur = db.execute(
+                "INSERT INTO slots (taken, expires, in_flight, pid) VALUES (?, ?, 1, ?)",
+                (now, hold_until, os.getpid()),
+            )
+            self._set_meta(db, "last_sent", now)
+            return cur.lastrowid, (0.0, 0.0)
+
+        return self._tx(run)
+
+    def release(self, slot, expires_at):
+        self._tx(
+            lambda db: db.execute(
+                "UPDATE slots SET expires = ?, in_flight = 0 WHERE id = ?", (expires_at, slot)
+            )
+        )
+
+    def block(self, until):
+        def run(db):
+            self._set_meta(db, "blocked_until", max(until, self._meta(db, "blocked_until")))
+
+        self._tx(run)
+
+    def set_pacing(self, on):
+        self._tx(lambda db: self._set_meta(db, "pacing", 1.0 if on else 0.0))
+
+    def state(self, now, limit):
+        def run(db):
+            live = self._live(db, now)
+            blocked = self._meta(db, "blocked_until")
+            expiries = sorted(e for e, _ in live)
+            return WindowState(
+                limit=limit,
+                used=len(live),
+                next_free_at=expiries[len(expiries) - limit] if len(expiries) >= limit else None,
+                blocked_until=blocked if blocked > now else 0.0,
+                in_flight=sum(1 for _, f in live if f),
+                pacing=bool(self._meta(db, "pacing")),
+            )
+
+        return self._tx(run)

@@ -1,0 +1,164 @@
+"""The sliding-window throttle: decisions, waits, and the window guarantee under any schedule."""
+
+import bisect
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cloudchat_cli.core.errors import RateLimitWait
+from cloudchat_cli.core.throttle import MemoryStore, Throttle, next_try
+from cloudchat_cli.core.throttle_sqlite import SqliteStore, key_hash
+
+from .fakes import FakeClock
+
+
+def make(limit=2, window=10.0, margin=0.0, timeout=5.0, store=None, clock=None):
+    clock = clock or FakeClock(0)
+    return Throttle(limit, window, store=store or MemoryStore(), margin=margin, timeout=timeout,
+                    clock=clock, sleep=clock.sleep), clock
+
+
+def test_next_try_free_full_blocked_paced():
+    assert next_try(0, 2, [(5, False)], 0, 0, 10) is None
+    assert next_try(0, 2, [(5, False), (7, False)], 0, 0, 10) == (5, 5)
+    assert next_try(0, 2, [(5, False), (7, False)], 9, 0, 10) == (9, 9)
+    assert next_try(0, 1, [], 0, 3, 10) == (3, 3)
+    # an in-flight slot: look again soon, but estimate from its settle time
+    retry, eta = next_try(0, 1, [(40, True)], 0, 0, 10)
+    assert retry == pytest.approx(0.05) and eta == 10
+
+
+def test_slot_held_until_response_plus_window():
+    throttle, clock = make(limit=1, window=10, margin=0.5)
+    slot = throttle.acquire()
+    clock.advance(3)  # 3 s of latency
+    throttle.release(slot)
+    assert throttle.state().next_free_at == pytest.approx(13.5)
+    throttle.acquire()
+    assert clock.now == pytest.approx(13.5)
+
+
+def test_waits_report_once_and_done():
+    throttle, clock = make(limit=1, window=10)
+    throttle.release(throttle.acquire())
+    events = []
+    throttle.acquire(on_wait=lambda s: events.append(("wait", s)),
+                     on_done=lambda: events.append(("done",)))
+    assert events == [("wait", 10.0), ("done",)]
+
+
+def test_no_wait_raises_exit_5():
+    throttle, _ = make(limit=1)
+    throttle.acquire()
+    with pytest.raises(RateLimitWait) as info:
+        throttle.acquire(wait=False)
+    assert info.value.exit_code == 5
+
+
+def test_block_and_even_pacing():
+    throttle, clock = make(limit=10, window=10)
+    throttle.block(7)
+    throttle.acquire()
+    assert clock.now == pytest.approx(7)
+    throttle.even_pacing()
+    throttle.acquire()
+    assert clock.now == pytest.approx(8)  # one per window/limit = 1 s
+    assert throttle.state().pacing
+
+
+def test_sqlite_store_is_shared_and_named_by_hash(tmp_path):
+    clock = FakeClock(0)
+    path = tmp_path / f"{key_hash('sk_live_x')}.sqlite3"
+    a, _ = make(limit=2, store=SqliteStore(path, window=10, margin=0), clock=clock)
+    b, _ = make(limit=2, store=SqliteStore(path, window=10, margin=0), clock=clock)
+    a.acquire()
+    b.acquire()
+    slot, _, eta = a.try_acquire()
+    assert slot is None
+    b.block(30)
+    assert a.state().blocked_until == pytest.approx(30)
+    assert "sk_live_x" not in path.name and (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_sqlite_unwritable_state_is_a_clear_error(tmp_path):
+    from cloudchat_cli.core.errors import CloudChatError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(CloudChatError, match="cannot open the rate-limit state"):
+        SqliteStore(blocker / "sub" / "x.sqlite3", window=10, margin=0)
+
+
+# --- the guarantee, under any interleaving ------------------------------------------------------
+
+LIMIT, WINDOW, TIMEOUT = 3, 10.0, 4.0
+
+# Edges (arrival at send or at response; advances near the window) are where bugs live.
+fractions = st.one_of(st.just(0.0), st.just(1.0), st.floats(0, 1))
+delays = st.one_of(st.sampled_from([0.5, 1.0, 3.9, 4.0, 9.0, 9.5, 10.0]), st.floats(0, 2 * WINDOW))
+actions = st.lists(
+    st.one_of(
+        st.tuples(st.just("acquire"), st.integers(0, 3)),
+        st.tuples(st.just("respond"), st.integers(0, 50), fractions),
+        st.tuples(st.just("crash"), st.integers(0, 50), fractions),
+        st.tuples(st.just("advance"), delays),
+    ),
+    min_size=10,
+    max_size=120,
+)
+
+
+def simulate(store_factory, steps):
+    """Four simulated processes share one store; check every server-side rolling window."""
+    clock = FakeClock(0)
+    store = store_factory()
+    procs = [Throttle(LIMIT, WINDOW, store=store, margin=0.0, timeout=TIMEOUT, clock=clock,
+                      sleep=clock.sleep) for _ in range(4)]
+    flying: list[tuple[int, int, float]] = []  # (process, slot, sent at)
+    arrivals: list[float] = []
+
+    def finish(i: int, frac: float, release: bool) -> None:
+        proc, slot, sent = flying.pop(i)
+        arrivals.append(sent + frac * (clock.now - sent))  # it reached the server meanwhile
+        if release:
+            procs[proc].release(slot)
+
+    for step in steps:
+        if step[0] == "acquire":
+            slot, _, _ = procs[step[1]].try_acquire()
+            if slot is not None:
+                flying.append((step[1], slot, clock.now))
+        elif step[0] in ("respond", "crash") and flying:
+            finish(step[1] % len(flying), step[2], release=step[0] == "respond")
+        elif step[0] == "advance":
+            target = clock.now + step[1]
+            # Requests time out at sent + TIMEOUT: release them at that moment, in order.
+            while True:
+                due = [(s + TIMEOUT, i) for i, (_, _, s) in enumerate(flying)
+                       if s + TIMEOUT <= target]
+                if not due:
+                    break
+                when, i = min(due)
+                clock.now = max(clock.now, when)
+                finish(i, 1.0, release=True)
+            clock.now = target
+    arrivals.sort()
+    for j, a in enumerate(arrivals):
+        inside = j + 1 - bisect.bisect_right(arrivals, a - WINDOW)
+        assert inside <= LIMIT, f"{inside} arrivals in the window ending at {a}: {arrivals}"
+
+
+@settings(max_examples=500, deadline=None)
+@given(actions)
+def test_window_never_exceeded_memory(steps):
+    simulate(MemoryStore, steps)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=actions)
+def test_window_never_exceeded_sqlite(tmp_path, steps):
+    counter = iter(range(10**9))
+    simulate(lambda: SqliteStore(tmp_path / f"t{next(counter)}-{id(steps)}.sqlite3",
+                                 window=WINDOW, margin=0.0), steps)
