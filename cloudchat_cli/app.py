@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from cloudchat_cli import __version__
+from cloudchat_cli.commands import broadcast as broadcast_cmd
 from cloudchat_cli.commands import config as config_cmd
 from cloudchat_cli.commands import limits as limits_cmd
 from cloudchat_cli.commands import sandbox as sandbox_cmd
@@ -42,6 +43,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("send", no_args_is_help=True, epilog=send_cmd.EPILOG)(send_cmd.send)
+app.add_typer(broadcast_cmd.app, name="broadcast")
 app.add_typer(config_cmd.app, name="config")
 app.command("limits")(limits_cmd.limits)
 app.command("sandbox", epilog=sandbox_cmd.EPILOG)(sandbox_cmd.sandbox)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +96,11 @@ class Sandbox:
     proc: subprocess.Popen
     base_url: str
     record_path: Path
+    lines: queue.Queue
+
+    def readline(self, timeout: float = 30) -> str:
+        """The next line the sandbox printed (one per accepted message, or a 429)."""
+        return self.lines.get(timeout=timeout)
 
     def records(self) -> list[dict]:
         if not self.record_path.exists():
@@ -131,7 +138,14 @@ def start_sandbox(tmp: Path, env: dict[str, str], *args: str, name: str = "sandb
         proc.kill()
         raise RuntimeError(f"sandbox did not start: {line!r} {proc.stderr.read()!r}")
     url = line.rsplit("listening on ", 1)[1].strip()
-    return Sandbox(proc, url, record)
+    lines: queue.Queue = queue.Queue()
+
+    def drain() -> None:  # a full pipe must never block the sandbox
+        for out_line in proc.stdout:
+            lines.put(out_line)
+
+    threading.Thread(target=drain, daemon=True).start()
+    return Sandbox(proc, url, record, lines)
 
 
 @pytest.fixture

@@ -201,7 +201,7 @@ def test_sigterm_during_send_exits_130(env, sandbox_factory):
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     # The sandbox prints the message once accepted, before its latency: so we signal mid-request.
-    assert "6281234567890" in box.proc.stdout.readline()
+    assert "6281234567890" in box.readline()
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 130

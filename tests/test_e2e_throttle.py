@@ -55,12 +55,12 @@ def test_a_429_makes_other_processes_wait(env, sandbox_factory):
                           headers={"Authorization": f"Bearer {TEST_KEY}"},
                           json={"channel": "whatsapp", "to": "6281234567890", "text": "x"})
     assert outsider.status_code == 201
-    box.proc.stdout.readline()
+    box.readline()
     # …so process B gets a 429 and blocks the key for everyone.
     b = subprocess.Popen([cloudchat_exe(), "send", "6281234567890", "B"], env=cenv,
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
-    assert "429" in box.proc.stdout.readline()
+    assert "429" in box.readline()
     limits = json.loads(run_cli("limits", "--json", env=cenv).stdout)
     assert limits["blocked_for"] > 0
     c = run_cli("send", "6281234567890", "C", env=cenv)  # must wait, not try and get a 429
@@ -76,7 +76,7 @@ def test_killed_process_does_not_block_the_key(env, sandbox_factory):
     a = subprocess.Popen([cloudchat_exe(), "send", "6281234567890", "A"], env=cenv,
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
-    assert "6281234567890" in box.proc.stdout.readline()  # A's request is in flight
+    assert "6281234567890" in box.readline()  # A's request is in flight
     held = json.loads(run_cli("limits", "--json", env=cenv).stdout)
     assert (held["used"], held["in_flight"]) == (1, 1)
     a.send_signal(signal.SIGKILL)

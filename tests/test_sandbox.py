@@ -130,7 +130,7 @@ def test_port_in_use_exit_2(env):
 
 def test_prints_accepted_messages(sandbox):
     post(sandbox)
-    line = sandbox.proc.stdout.readline()
+    line = sandbox.readline()
     assert "whatsapp" in line and "6281234567890" in line and "'Halo'" in line
 
 

@@ -114,12 +114,17 @@ class ApiClient:
         json_body: Any = None,
         content: bytes | None = None,
         wait: bool = True,
+        on_send: Callable[[], None] | None = None,
     ) -> Response:
-        """Send a request; return the 2xx/3xx response or raise ``ApiError``/``NetworkError``."""
+        """Send a request; return the 2xx/3xx response or raise ``ApiError``/``NetworkError``.
+
+        ``on_send`` runs once a rate-limit slot is held, right before each attempt goes out
+        (the broadcast journal marks the row ``sending`` there, not while it waits).
+        """
         waited = 0.0
         retries = 0
         while True:
-            response = self._attempt(method, path, json_body, content, wait)
+            response = self._attempt(method, path, json_body, content, wait, on_send)
             response.attempts = retries + 1
             if response.status < 400:
                 self._consecutive_429 = 0
@@ -160,7 +165,13 @@ class ApiClient:
             self.notify("pacing", {"interval": self.throttle.pace})
 
     def _attempt(
-        self, method: str, path: str, json_body: Any, content: bytes | None, wait: bool
+        self,
+        method: str,
+        path: str,
+        json_body: Any,
+        content: bytes | None,
+        wait: bool,
+        on_send: Callable[[], None] | None,
     ) -> Response:
         slot = (
             self.throttle.acquire(wait=wait, on_wait=self._on_wait, on_done=self._on_wait_done)
@@ -170,6 +181,8 @@ class ApiClient:
         url = self.url(path)
         timed_out = False
         try:
+            if on_send is not None:
+                on_send()
             request = self._http.build_request(
                 method, path.lstrip("/"), json=json_body, content=content
             )

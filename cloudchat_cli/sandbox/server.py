@@ -53,6 +53,7 @@ class SandboxState:
         self.rng = random.Random(config.seed)
         self.messages: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        self._say_lock = threading.Lock()  # printing may block; never while holding `lock`
         self.out = out
         self.record = open(config.record, "a", encoding="utf-8") if config.record else None  # noqa: SIM115
         self.counter = 0
@@ -79,7 +80,7 @@ class SandboxState:
     def say(self, line: str) -> None:
         if self.out is None or self.config.quiet:
             return
-        with self.lock:
+        with self._say_lock:
             try:
                 self.out.write(line + "\n")
                 self.out.flush()

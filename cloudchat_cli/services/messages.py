@@ -6,6 +6,7 @@ Every check here runs before a request is spent; the sandbox applies the same ru
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -235,9 +236,15 @@ def _media(spec: MessageSpec) -> dict[str, str]:
     return media
 
 
-def send_message(client: ApiClient, payload: dict[str, Any], *, wait: bool = True) -> dict:
-    """POST the message; return the server's JSON object (or a minimal one if it sent none)."""
-    response = client.request("POST", "messages", json_body=payload, wait=wait)
+def send_message(
+    client: ApiClient,
+    payload: dict[str, Any],
+    *,
+    wait: bool = True,
+    on_send: Callable[[], None] | None = None,
+) -> dict:
+    """POST the message; return the server's JSON object (or None in ``response``)."""
+    response = client.request("POST", "messages", json_body=payload, wait=wait, on_send=on_send)
     data = response.json()
     return {
         "response": data if isinstance(data, dict) else None,

@@ -1,0 +1,398 @@
+"""``cloudchat broadcast FILE.csv`` and ``cloudchat broadcast status [JOURNAL]``."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import typer
+from typer.core import TyperGroup
+
+from cloudchat_cli.output import console
+
+EPILOG = """[bold]Examples[/bold]
+
+  cloudchat broadcast customers.csv -t "Halo {name}, pesanan {order_id} dikirim" --dry-run
+  cloudchat broadcast customers.csv --template-file pesan.txt --report hasil.csv --yes
+  cloudchat broadcast customers.csv --template-file pesan.txt --yes   # again: resumes
+  cloudchat broadcast status
+
+CSV: a header row; a 'to' column (--to-column); optional per-row channel, type, text, media_url,
+caption, filename; every column is a template variable. Rows are numbered as in a spreadsheet
+(header = row 1). Exit 0 all sent, 8 some failed/unknown, 2 input errors, 130 interrupted.
+"""
+
+
+class DefaultRunGroup(TyperGroup):
+    """``broadcast FILE`` runs a broadcast; ``broadcast status`` is the one subcommand."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(
+    cls=DefaultRunGroup,
+    help="Send one templated message per CSV row at the App's rate limit; resumable.\n\n"
+    "Usage: cloudchat broadcast FILE.csv [OPTIONS] (see `cloudchat broadcast run --help`)",
+    epilog=EPILOG,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+
+def _read_template(template: str | None, template_file: Path | None) -> str | None:
+    from cloudchat_cli.core.errors import UsageError
+
+    if template is not None and template_file is not None:
+        raise UsageError("give --template or --template-file, not both")
+    if template_file is None:
+        return template
+    try:
+        return template_file.read_text(encoding="utf-8").rstrip("\n")
+    except UnicodeDecodeError:
+        raise UsageError(f"template file {template_file} is not UTF-8") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read template file {template_file}: {exc.strerror}") from None
+
+
+@app.command("run", hidden=True, epilog=EPILOG)
+def run(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="The CSV file.", show_default=False),
+    template: str | None = typer.Option(
+        None, "--template", "-t", help='Message template, e.g. "Halo {name}".',
+        show_default=False),
+    template_file: Path | None = typer.Option(
+        None, "--template-file", help="Read the template from a UTF-8 file.", show_default=False),
+    to_column: str = typer.Option("to", "--to-column", help="Column holding the recipient."),
+    channel: str | None = typer.Option(
+        None, "--channel", "-c", help="Channel for every row (else the row's, else the profile's).",
+        show_default=False),
+    delimiter: str | None = typer.Option(
+        None, "--delimiter", help="Field delimiter (default: sniffed: , ; or tab).",
+        show_default=False),
+    skip_invalid: bool = typer.Option(
+        False, "--skip-invalid", help="Send the valid rows; report the invalid ones."),
+    allow_duplicates: bool = typer.Option(
+        False, "--allow-duplicates", help="Send rows with the same channel, recipient and text."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check and plan only; send nothing."),
+    preview: int = typer.Option(3, "--preview", help="Rendered messages shown by --dry-run.",
+                                min=0),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    concurrency: int = typer.Option(4, "--concurrency", help="Requests in flight at once.",
+                                    min=1, max=64),
+    journal: Path | None = typer.Option(
+        None, "--journal", help="Journal file (default: one per CSV in the state dir).",
+        show_default=False),
+    report: Path | None = typer.Option(
+        None, "--report", help="Write a per-row results CSV here (at the end or on interrupt).",
+        show_default=False),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Resend rows that failed."),
+    retry_unknown: bool = typer.Option(
+        False, "--retry-unknown", help="Resend rows whose outcome is unknown (may duplicate)."),
+    log_every: int = typer.Option(100, "--log-every", help="Without a TTY: log every N rows.",
+                                  min=1),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only a summary line on failure."),
+    json_out: bool = typer.Option(False, "--json", help="Print the final counts as JSON."),
+) -> None:
+    """Send one message per CSV row (resumable; never sends a row twice)."""
+    from cloudchat_cli.services.broadcast import plan as planning
+    from cloudchat_cli.services.broadcast import service
+
+    session = ctx.obj
+    cfg = session.settings()
+    options = planning.BroadcastOptions(
+        csv_path=file,
+        template=_read_template(template, template_file),
+        to_column=to_column,
+        channel=_channel(channel),
+        default_channel=cfg.default_channel,
+        default_country_code=cfg.default_country_code,
+        delimiter=delimiter,
+        allow_duplicates=allow_duplicates,
+    )
+    info, tmpl = planning.prepare(options)
+    if dry_run:
+        _dry_run(info, tmpl, options, preview, cfg)
+        return
+    api = "sandbox" if session.options.sandbox else cfg.base_url  # its port changes every run
+    path = journal or service.default_journal_path(options, cfg.profile, api)
+    opened = service.open_journal(path, info, options, explicit=journal is not None)
+    jr = opened.journal
+    try:
+        if opened.archived and not quiet:
+            console.info(f"The previous broadcast of this file was finished; its journal is "
+                         f"kept as {opened.archived}.")
+        if opened.resumed:
+            _resume_notes(jr, retry_failed, retry_unknown, quiet)
+        else:
+            _preflight(info, tmpl, options, jr, quiet)
+        plan = planning.summarise(jr)
+        if plan.invalid and not skip_invalid:
+            _show_invalid(plan)
+            if not opened.resumed:
+                jr.close()
+                _remove_journal(path)
+            from cloudchat_cli.core.errors import UsageError
+
+            raise UsageError(
+                f"{plan.invalid} invalid row(s); nothing was sent",
+                hint="fix them, or pass --skip-invalid to send the valid rows and report the rest",
+            )
+        counts = jr.counts()
+        if not quiet:
+            _show_plan(plan, counts, cfg, resumed=opened.resumed)
+            if plan.invalid:
+                _show_invalid(plan)
+        if counts["pending"] == 0:
+            if not quiet:
+                console.info("Nothing left to send.")
+            _finish(jr, report, quiet, json_out, None)
+            return
+        _confirm(counts["pending"], yes)
+        _send(session, jr, counts["pending"], concurrency, quiet, log_every, report, json_out)
+    finally:
+        jr.close()
+
+
+def _channel(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from cloudchat_cli.services.messages import parse_channel
+
+    return parse_channel(value)
+
+
+def _remove_journal(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+def _preflight(info, tmpl, options, jr, quiet: bool) -> None:
+    from cloudchat_cli.services.broadcast import plan as planning
+
+    status = None
+    if not quiet and console.stderr_is_tty() and info.size > 1024 * 1024:
+        status = console.err().status("Checking rows…")
+        status.start()
+    try:
+        planning.run_preflight(
+            info, tmpl, options, jr,
+            progress=(lambda n: status.update(f"Checking rows… {n:,}")) if status else None,
+        )
+    finally:
+        if status:
+            status.stop()
+
+
+def _resume_notes(jr, retry_failed: bool, retry_unknown: bool, quiet: bool) -> None:
+    crashed = jr.recover_crashed()
+    if crashed and not quiet:
+        console.warn(f"{crashed} row(s) were being sent when the last run stopped; they are "
+                     "marked unknown (--retry-unknown resends them)")
+    states = (["failed"] if retry_failed else []) + (["unknown"] if retry_unknown else [])
+    requeued = jr.requeue(states)
+    if requeued and not quiet:
+        console.info(f"Resending {requeued} {' and '.join(states)} row(s).")
+
+
+def _show_invalid(plan) -> None:
+    for _row, error in plan.errors:
+        console.err().print(f"  [red]✗[/red] {console.escape(error)}")
+    if plan.invalid > len(plan.errors):
+        console.info(f"  … and {plan.invalid - len(plan.errors)} more invalid row(s)")
+
+
+def _show_plan(plan, counts, cfg, *, resumed: bool) -> None:
+    from cloudchat_cli.output.progress import fmt_duration
+
+    per = ", ".join(f"{ch} {n}" for ch, n in plan.per_channel.items()) or "none"
+    eta = counts["pending"] * (cfg.rate_window + cfg.rate_margin) / cfg.rate_limit
+    console.info(
+        f"Plan: {plan.rows} rows: {plan.valid} valid ({per}), {plan.invalid} invalid, "
+        f"{plan.duplicates} duplicate(s) skipped"
+    )
+    if plan.duplicates:
+        console.info("  duplicates have the same channel, recipient and message as an earlier "
+                     "row; --allow-duplicates sends them")
+    if resumed:
+        console.info(f"Resuming: {counts['sent']} sent, {counts['failed']} failed, "
+                     f"{counts['unknown']} unknown, {counts['pending']} to send")
+    console.info(f"ETA at {cfg.rate_limit} per {cfg.rate_window:g} s: about {fmt_duration(eta)} "
+                 f"for {counts['pending']} message(s)")
+
+
+def _dry_run(info, tmpl, options, preview: int, cfg) -> None:
+    import tempfile
+
+    from cloudchat_cli.services.broadcast import plan as planning
+    from cloudchat_cli.services.broadcast.journal import Journal
+
+    with tempfile.TemporaryDirectory(prefix="cloudchat-dry-") as tmp:
+        jr = Journal(Path(tmp) / "dry-run.sqlite3")
+        try:
+            planning.run_preflight(info, tmpl, options, jr)
+            plan = planning.summarise(jr)
+            _show_plan(plan, jr.counts(), cfg, resumed=False)
+            if plan.invalid:
+                _show_invalid(plan)
+            for row, payload in jr.preview(preview):
+                body = payload.get("text") or payload.get("media", {}).get("url", "")
+                console.out().print(
+                    f"[bold]row {row}[/bold] → {console.escape(payload['channel'])} "
+                    f"{console.escape(payload['to'])}:\n{console.escape(body)}\n"
+                )
+        finally:
+            jr.close()
+    console.info("Dry run: nothing was sent.")
+
+
+def _confirm(pending: int, yes: bool) -> None:
+    from cloudchat_cli.core.errors import Interrupted, UsageError
+
+    if yes:
+        return
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise UsageError(
+            f"about to send {pending} message(s) without a terminal to confirm",
+            hint="add --yes to send (so a cron line is always explicit), or --dry-run to check",
+        )
+    if not typer.confirm(f"Send {pending} message(s)?", default=False, err=True):
+        raise Interrupted("not confirmed; nothing was sent")
+
+
+def resume_command() -> str:
+    return shlex.join(["cloudchat", *sys.argv[1:]])
+
+
+def _send(session, jr, pending, concurrency, quiet, log_every, report, json_out) -> None:
+    from cloudchat_cli.core.errors import Interrupted
+    from cloudchat_cli.output.progress import BroadcastProgress
+    from cloudchat_cli.services.broadcast.runner import Runner
+
+    progress = BroadcastProgress(pending, quiet=quiet, log_every=log_every)
+    client = session.client(notify=progress.notify)
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        if stop.is_set():
+            raise Interrupted("interrupted again: stopping at once (rows in flight become "
+                              "unknown)", hint=f"resume with: {resume_command()}")
+        stop.set()
+        if not quiet:
+            console.info("Stopping: letting requests in flight finish (Ctrl-C again to quit "
+                          "at once)…")
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    runner = Runner(jr, client, concurrency=concurrency, stop=stop, on_row=progress.on_row,
+                    on_tick=progress.tick)
+    progress.start()
+    try:
+        result = runner.run()
+    finally:
+        progress.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if report is not None:
+            service_report(jr, report, quiet)
+    _finish(jr, None, quiet, json_out, result)
+
+
+def service_report(jr, report: Path, quiet: bool) -> None:
+    from cloudchat_cli.services.broadcast import service
+
+    rows = service.write_report(jr, report)
+    if not quiet:
+        console.info(f"Report: {report} ({rows} rows)")
+
+
+def _finish(jr, report, quiet, json_out, result) -> None:
+    from cloudchat_cli.core.errors import CloudChatError, ExitCode, Interrupted
+
+    if report is not None:
+        service_report(jr, report, quiet)
+    counts = jr.counts()
+    counts["pending"] += counts.pop("sending")
+    if json_out:
+        console.print_json({**counts, "journal": str(jr.path)})
+    bad = counts["failed"] + counts["unknown"]
+    line = (f"{counts['sent']} sent, {counts['failed']} failed, {counts['unknown']} unknown, "
+            f"{counts['pending']} pending, {counts['invalid']} invalid, "
+            f"{counts['skipped']} skipped")
+    if not quiet or (bad or counts["pending"]):
+        _summary(counts, line, quiet)
+    if result is not None and result.fatal is not None:
+        exc = result.fatal
+        exc.hint = (exc.hint + "; " if exc.hint else "") + f"resume with: {resume_command()}"
+        raise exc
+    if result is not None and result.stopped:
+        raise Interrupted(f"broadcast interrupted: {line}",
+                          hint=f"resume with: {resume_command()}")
+    if bad:
+        if not quiet:
+            for row, error in jr.errors(("failed", "unknown"), 20):
+                console.err().print(f"  [red]✗[/red] row {row}: {console.escape(error or '')}")
+        raise CloudChatError(
+            f"{bad} row(s) failed or have an unknown outcome",
+            hint="see --report; --retry-failed resends failed rows, --retry-unknown the unknown "
+            "ones (they may have been delivered)",
+            exit_code=ExitCode.PARTIAL,
+        )
+
+
+def _summary(counts, line, quiet: bool) -> None:
+    if quiet:
+        console.info(f"Broadcast: {line}")
+        return
+    from rich.table import Table
+
+    table = Table(title="Broadcast", box=None, pad_edge=False, title_justify="left")
+    table.add_column("status")
+    table.add_column("rows", justify="right")
+    for state in ("sent", "failed", "unknown", "pending", "invalid", "skipped"):
+        if counts[state] or state == "sent":
+            table.add_row(state, str(counts[state]))
+    console.err().print(table)
+
+
+@app.command("status")
+def status(
+    journal: Path | None = typer.Argument(
+        None, help="A journal file (default: list recent broadcasts).", show_default=False),
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Show the counts of a broadcast, finished or not."""
+    from cloudchat_cli.core.errors import UsageError
+    from cloudchat_cli.services.broadcast import service
+    from cloudchat_cli.services.broadcast.journal import Journal
+
+    if journal is not None and not journal.is_file():
+        raise UsageError(f"no journal at {journal}")
+    paths = [journal] if journal else service.list_journals()
+    items = []
+    for path in paths[:20]:
+        jr = Journal(path)
+        try:
+            meta = jr.meta()
+            items.append({"journal": str(path), "csv": meta.get("csv_path"), **jr.counts()})
+        finally:
+            jr.close()
+    if json_out:
+        console.print_json(items if journal is None else items[0])
+        return
+    if not items:
+        console.info("No broadcasts yet.")
+        return
+    for item in items:
+        console.out().print(
+            f"[bold]{console.escape(item['csv'] or '?')}[/bold]\n"
+            f"  {console.escape(item['journal'])}"
+            f"\n  {item['sent']} sent, {item['failed']} failed, {item['unknown']} unknown, "
+            f"{item['pending'] + item['sending']} pending, {item['invalid']} invalid, "
+            f"{item['skipped']} skipped"
+        )

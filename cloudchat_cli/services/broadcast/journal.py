@@ -1,0 +1,250 @@
+"""The broadcast journal: one SQLite file per broadcast, every row's fate committed durably.
+
+A row goes pending → sending → sent / failed / unknown, and each step is committed with
+``synchronous=FULL`` before the request goes out and after its answer comes back. So after any
+crash the journal knows, for every row, whether it was certainly sent, certainly not sent, or
+possibly sent (left in ``sending``: it becomes ``unknown`` and is not resent unless asked).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cloudchat_cli.core import paths
+from cloudchat_cli.core.errors import CloudChatError
+
+STATES = ("pending", "sending", "sent", "failed", "unknown", "invalid", "skipped")
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rows (
+    row INTEGER PRIMARY KEY,
+    recipient TEXT,
+    channel TEXT,
+    payload TEXT,
+    state TEXT NOT NULL,
+    message_id TEXT,
+    http_status INTEGER,
+    error TEXT,
+    updated REAL
+);
+CREATE INDEX IF NOT EXISTS rows_by_state ON rows (state, row);
+CREATE TABLE IF NOT EXISTS seen (hash BLOB PRIMARY KEY) WITHOUT ROWID;
+"""
+
+
+class JournalError(CloudChatError):
+    """The journal cannot be read or written (disk full, read-only, corrupt)."""
+
+
+class Journal:
+    """Thread-safe access to one broadcast's journal."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            paths.ensure_private_dir(path.parent)
+            self._db = sqlite3.connect(
+                path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+            path.chmod(0o600)
+        except (OSError, sqlite3.Error) as exc:
+            raise JournalError(
+                f"cannot open the broadcast journal {path}: {exc}",
+                hint="make the state directory writable and check free space, or pass "
+                "--journal PATH elsewhere",
+            ) from None
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _tx(self, fn, *, write: bool = True):
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    result = fn(self._db)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+                return result
+            except sqlite3.Error as exc:
+                raise JournalError(
+                    f"broadcast journal {self.path} failed: {exc}",
+                    hint="is the disk full or read-only? What was sent so far is recorded; "
+                    "fix the cause and run the same command again to resume",
+                ) from None
+
+    # --- meta ------------------------------------------------------------------------------
+
+    def meta(self) -> dict[str, str]:
+        return dict(self._tx(lambda db: db.execute("SELECT k, v FROM meta").fetchall(),
+                             write=False))
+
+    def set_meta(self, **values: Any) -> None:
+        self._tx(
+            lambda db: db.executemany(
+                "INSERT OR REPLACE INTO meta (k, v) VALUES (?, ?)",
+                [(k, v if isinstance(v, str) else json.dumps(v)) for k, v in values.items()],
+            )
+        )
+
+    # --- preflight -------------------------------------------------------------------------
+
+    def reset_rows(self) -> None:
+        def run(db):
+            db.execute("DELETE FROM rows")
+            db.execute("DELETE FROM seen")
+            db.execute("DELETE FROM meta WHERE k = 'preflight_done'")
+
+        self._tx(run)
+
+    def add_rows(self, batch: list[tuple], hashes: list[bytes | None]) -> None:
+        """Insert a batch of (row, recipient, channel, payload, state, error) in one commit.
+
+        A row whose hash was already seen is stored as ``skipped`` (a duplicate)."""
+        def run(db):
+            now = time.time()
+            for item, digest in zip(batch, hashes, strict=True):
+                row, recipient, channel, payload, state, error = item
+                dup = False
+                if digest is not None:
+                    dup = db.execute(
+                        "INSERT OR IGNORE INTO seen (hash) VALUES (?)", (digest,)
+                    ).rowcount == 0
+                if dup:
+                    state, error = "skipped", "duplicate of an earlier row"
+                db.execute(
+                    "INSERT INTO rows (row, recipient, channel, payload, state, error, updated) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (row, recipient, channel, payload, state, error, now),
+                )
+
+        self._tx(run)
+
+    # --- sending ---------------------------------------------------------------------------
+
+    def recover_crashed(self) -> int:
+        """Rows left in ``sending`` by a crash may have been sent: mark them ``unknown``."""
+        return self._tx(
+            lambda db: db.execute(
+                "UPDATE rows SET state = 'unknown', error = 'the run stopped while this row "
+                "was being sent; it may have been delivered', updated = ? "
+                "WHERE state = 'sending'",
+                (time.time(),),
+            ).rowcount
+        )
+
+    def requeue(self, states: list[str]) -> int:
+        if not states:
+            return 0
+        marks = ",".join("?" for _ in states)
+        return self._tx(
+            lambda db: db.execute(
+                f"UPDATE rows SET state = 'pending', error = NULL, http_status = NULL "
+                f"WHERE state IN ({marks})",
+                states,
+            ).rowcount
+        )
+
+    def pending(self, after: int, limit: int = 200) -> list[tuple[int, dict]]:
+        rows = self._tx(
+            lambda db: db.execute(
+                "SELECT row, payload FROM rows WHERE state = 'pending' AND row > ? "
+                "ORDER BY row LIMIT ?",
+                (after, limit),
+            ).fetchall(),
+            write=False,
+        )
+        return [(row, json.loads(payload)) for row, payload in rows]
+
+    def mark(
+        self,
+        row: int,
+        state: str,
+        *,
+        message_id: str | None = None,
+        http_status: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        self._tx(
+            lambda db: db.execute(
+                "UPDATE rows SET state = ?, message_id = ?, http_status = ?, error = ?, "
+                "updated = ? WHERE row = ?",
+                (state, message_id, http_status, error, time.time(), row),
+            )
+        )
+
+    # --- reading back ----------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        rows = self._tx(
+            lambda db: db.execute("SELECT state, COUNT(*) FROM rows GROUP BY state").fetchall(),
+            write=False,
+        )
+        counts = dict.fromkeys(STATES, 0)
+        counts.update(dict(rows))
+        return counts
+
+    def channel_counts(self) -> dict[str, int]:
+        rows = self._tx(
+            lambda db: db.execute(
+                "SELECT channel, COUNT(*) FROM rows WHERE state NOT IN ('invalid', 'skipped') "
+                "GROUP BY channel ORDER BY channel"
+            ).fetchall(),
+            write=False,
+        )
+        return dict(rows)
+
+    def errors(self, states: tuple[str, ...], limit: int) -> list[tuple[int, str]]:
+        marks = ",".join("?" for _ in states)
+        return self._tx(
+            lambda db: db.execute(
+                f"SELECT row, error FROM rows WHERE state IN ({marks}) ORDER BY row LIMIT ?",
+                (*states, limit),
+            ).fetchall(),
+            write=False,
+        )
+
+    def preview(self, limit: int) -> list[tuple[int, dict]]:
+        rows = self._tx(
+            lambda db: db.execute(
+                "SELECT row, payload FROM rows WHERE state = 'pending' ORDER BY row LIMIT ?",
+                (limit,),
+            ).fetchall(),
+            write=False,
+        )
+        return [(row, json.loads(payload)) for row, payload in rows]
+
+    def report_rows(self, batch: int = 1000) -> Iterator[tuple]:
+        """Every row in order, in batches (flat memory for a million rows)."""
+        after = 0
+        while True:
+            rows = self._tx(
+                lambda db, after=after: db.execute(
+                    "SELECT row, recipient, channel, state, message_id, http_status, error "
+                    "FROM rows WHERE row > ? ORDER BY row LIMIT ?",
+                    (after, batch),
+                ).fetchall(),
+                write=False,
+            )
+            if not rows:
+                return
+            yield from rows
+            after = rows[-1][0]
+
+    def check(self) -> str:
+        """SQLite's own integrity check: 'ok' for a sound journal."""
+        return self._tx(lambda db: db.execute("PRAGMA integrity_check").fetchone()[0],
+                        write=False)

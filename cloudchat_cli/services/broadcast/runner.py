@@ -1,0 +1,169 @@
+"""Send a broadcast's pending rows: a dispatcher feeding worker threads through the throttle.
+
+Rows are read from the journal a page at a time (flat memory). A row is marked ``sending`` only
+once its rate-limit slot is held (so a crash while waiting leaves it ``pending``: never sent,
+safely resent), and its answer is committed before the next row is taken.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cloudchat_cli.core.errors import ApiError, CloudChatError, NetworkError
+from cloudchat_cli.services.broadcast.journal import Journal
+from cloudchat_cli.services.messages import send_message
+
+if TYPE_CHECKING:
+    from cloudchat_cli.core.http import ApiClient
+
+# Answers that mean no other row can succeed either: stop the run, keep the rest pending.
+FATAL_STATUSES = {401, 403, 404}
+
+
+class Stopped(Exception):
+    """Raised inside a worker's rate-limit wait when the run is being stopped."""
+
+
+@dataclass
+class RunResult:
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+    stopped: bool = False
+    fatal: CloudChatError | None = None
+    events: list[str] = field(default_factory=list)
+
+
+class Runner:
+    """Run the pending rows of ``journal`` through ``client`` with ``concurrency`` workers."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        client: ApiClient,
+        *,
+        concurrency: int = 4,
+        stop: threading.Event | None = None,
+        on_row: Callable[[int, str, dict[str, Any]], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
+    ):
+        self.journal = journal
+        self.client = client
+        self.concurrency = max(1, concurrency)
+        self.stop = stop or threading.Event()
+        self.on_row = on_row or (lambda row, state, info: None)
+        self.on_tick = on_tick or (lambda: None)
+        self.result = RunResult()
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[tuple[int, dict] | None] = queue.Queue(self.concurrency * 2)
+        # Rate-limit and retry waits end as soon as the run is asked to stop.
+        client.sleep = self._sleep
+        if client.throttle is not None:
+            client.throttle.sleep = self._sleep
+
+    def _sleep(self, seconds: float) -> None:
+        if self.stop.wait(seconds):
+            raise Stopped()
+
+    def run(self) -> RunResult:
+        workers = [
+            threading.Thread(target=self._work, name=f"broadcast-{i}", daemon=True)
+            for i in range(self.concurrency)
+        ]
+        for worker in workers:
+            worker.start()
+        try:
+            self._dispatch()
+        finally:
+            for _ in workers:
+                self._put(None, force=True)
+            for worker in workers:
+                worker.join()
+        self.result.stopped = self.stop.is_set() and self.result.fatal is None
+        return self.result
+
+    def _put(self, item: tuple[int, dict] | None, force: bool = False) -> bool:
+        while True:
+            if self.stop.is_set() and not force:
+                return False
+            try:
+                self._queue.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                self.on_tick()
+
+    def _dispatch(self) -> None:
+        after = 0
+        while not self.stop.is_set():
+            page = self.journal.pending(after)
+            if not page:
+                return
+            for row, payload in page:
+                if not self._put((row, payload)):
+                    return
+                after = row
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self.stop.is_set():
+                continue  # drained: the row stays pending
+            try:
+                self._send(*item)
+            except CloudChatError as exc:  # the journal itself failed: stop everything
+                self._fatal(exc)
+            except Exception as exc:  # never let a worker die silently
+                self._fatal(CloudChatError(f"broadcast worker failed: {type(exc).__name__}: {exc}"))
+
+    def _send(self, row: int, payload: dict) -> None:
+        marked = []
+
+        def on_send() -> None:
+            if not marked:
+                self.journal.mark(row, "sending")
+                marked.append(True)
+
+        try:
+            result = send_message(self.client, payload, on_send=on_send)
+        except Stopped:
+            # Stopped while waiting: for a slot (never sent) or to retry a 5xx/429 (rejected).
+            if marked:
+                self.journal.mark(row, "pending")
+            return
+        except ApiError as exc:
+            if exc.status in FATAL_STATUSES:
+                self.journal.mark(row, "pending")
+                self._fatal(exc)
+                return
+            self.journal.mark(row, "failed", http_status=exc.status, error=exc.message)
+            self._count("failed", row, {"status": exc.status, "error": exc.message})
+            return
+        except NetworkError as exc:
+            if exc.outcome_unknown:
+                self.journal.mark(row, "unknown", error=exc.message)
+                self._count("unknown", row, {"error": exc.message})
+            else:  # nothing reached the server: keep the row, stop the run
+                self.journal.mark(row, "pending")
+                self._fatal(exc)
+            return
+        body = result.get("response") or {}
+        message_id = body.get("id") if isinstance(body.get("id"), str) else None
+        self.journal.mark(row, "sent", message_id=message_id, http_status=result["status"])
+        self._count("sent", row, {"id": message_id})
+
+    def _count(self, state: str, row: int, info: dict[str, Any]) -> None:
+        with self._lock:
+            setattr(self.result, state, getattr(self.result, state) + 1)
+        self.on_row(row, state, info)
+
+    def _fatal(self, exc: CloudChatError) -> None:
+        with self._lock:
+            if self.result.fatal is None:
+                self.result.fatal = exc
+        self.stop.set()

@@ -1,0 +1,109 @@
+"""Broadcast orchestration: which journal, resume or refuse, preflight, report."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloudchat_cli.core import paths
+from cloudchat_cli.core.errors import UsageError
+from cloudchat_cli.services.broadcast.csvsource import CsvInfo
+from cloudchat_cli.services.broadcast.journal import Journal
+from cloudchat_cli.services.broadcast.plan import BroadcastOptions
+
+REPORT_COLUMNS = ["row", "to", "channel", "status", "message_id", "http_status", "error"]
+
+
+def journals_dir() -> Path:
+    return paths.state_dir() / "broadcasts"
+
+
+def default_journal_path(options: BroadcastOptions, profile: str, base_url: str) -> Path:
+    """One journal per (CSV path, profile, API): re-running the same command finds it."""
+    ident = json.dumps([str(Path(options.csv_path).resolve()), profile, base_url])
+    return journals_dir() / f"{hashlib.sha256(ident.encode()).hexdigest()[:20]}.sqlite3"
+
+
+@dataclass
+class Opened:
+    journal: Journal
+    resumed: bool  # preflight already done by an earlier run
+    archived: Path | None = None
+
+
+def open_journal(
+    path: Path, info: CsvInfo, options: BroadcastOptions, *, explicit: bool
+) -> Opened:
+    """Open (or create) the journal; refuse one that belongs to another CSV or template."""
+    existed = path.exists()
+    journal = Journal(path)
+    if existed:
+        meta = journal.meta()
+        same = (meta.get("csv_sha256") == info.sha256
+                and meta.get("options") == options.fingerprint())
+        if same:
+            return Opened(journal, resumed=meta.get("preflight_done") == "1")
+        counts = journal.counts()
+        unfinished = counts["pending"] + counts["sending"]
+        if explicit or unfinished:
+            journal.close()
+            what = ("the CSV file changed" if meta.get("csv_sha256") != info.sha256
+                    else "the template or options changed")
+            raise UsageError(
+                f"journal {path} belongs to an unfinished broadcast and {what} since it started "
+                f"({counts['sent']} rows sent, {unfinished} not yet)",
+                hint="restore the original file and options to resume it, or pass --journal "
+                "NEW_PATH to start a separate broadcast (rows already sent may be sent again); "
+                f"`cloudchat broadcast status {path}` shows it",
+            )
+        journal.close()
+        archived = path.with_name(f"{path.stem}.done-{int(time.time())}.sqlite3")
+        path.rename(archived)
+        for suffix in ("-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        journal = Journal(path)
+        opened = Opened(journal, resumed=False, archived=archived)
+    else:
+        opened = Opened(journal, resumed=False)
+    journal.set_meta(
+        csv_path=str(info.path.resolve()),
+        csv_sha256=info.sha256,
+        options=options.fingerprint(),
+        options_json=options.describe(),
+        created_at=str(time.time()),
+    )
+    return opened
+
+
+def write_report(journal: Journal, path: Path) -> int:
+    """Write the per-row report atomically (temp file + rename); return the number of rows."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    count = 0
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(REPORT_COLUMNS)
+            for row, recipient, channel, state, message_id, http_status, error in (
+                journal.report_rows()
+            ):
+                status = "pending" if state == "sending" else state
+                writer.writerow([row, recipient or "", channel or "", status, message_id or "",
+                                 http_status or "", error or ""])
+                count += 1
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"cannot write the report {path}: {exc.strerror}") from None
+    return count
+
+
+def list_journals() -> list[Path]:
+    folder = journals_dir()
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob("*.sqlite3"), key=lambda p: p.stat().st_mtime, reverse=True)
