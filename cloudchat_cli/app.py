@@ -16,6 +16,7 @@ from cloudchat_cli.commands import config as config_cmd
 from cloudchat_cli.commands import limits as limits_cmd
 from cloudchat_cli.commands import sandbox as sandbox_cmd
 from cloudchat_cli.commands import send as send_cmd
+from cloudchat_cli.commands import webhook as webhook_cmd
 from cloudchat_cli.core.errors import CloudChatError, ExitCode, Interrupted
 from cloudchat_cli.output import console
 from cloudchat_cli.services.session import GlobalOptions, Session
@@ -45,8 +46,9 @@ app = typer.Typer(
 app.command("send", no_args_is_help=True, epilog=send_cmd.EPILOG)(send_cmd.send)
 app.add_typer(broadcast_cmd.app, name="broadcast")
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(webhook_cmd.app, name="webhook")
 app.command("limits")(limits_cmd.limits)
-app.command("sandbox", epilog=sandbox_cmd.EPILOG)(sandbox_cmd.sandbox)
+app.add_typer(sandbox_cmd.app, name="sandbox")
 
 _debug = {"on": os.environ.get("CLOUDCHAT_DEBUG", "") not in ("", "0")}
 

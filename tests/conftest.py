@@ -152,7 +152,7 @@ def start_sandbox(tmp: Path, env: dict[str, str], *args: str, name: str = "sandb
 def sandbox_factory(tmp_path: Path, env: dict[str, str]) -> Iterator:
     started: list[Sandbox] = []
 
-    def factory(*args: str) -> Sandbox:
+    def factory(*args: str, env: dict[str, str] = env) -> Sandbox:
         box = start_sandbox(tmp_path, env, *args, name=f"sandbox{len(started)}")
         started.append(box)
         return box

@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 
 import typer
-from typer.core import TyperGroup
 
+from cloudchat_cli.commands._groups import default_group
 from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
@@ -18,7 +18,7 @@ EPILOG = """[bold]Examples[/bold]
   cloudchat broadcast customers.csv -t "Halo {name}, pesanan {order_id} dikirim" --dry-run
   cloudchat broadcast customers.csv --template-file pesan.txt --report hasil.csv --yes
   cloudchat broadcast customers.csv --template-file pesan.txt --yes   # again: resumes
-  cloudchat broadcast status
+  cloudchat broadcast status                     counts of recent broadcasts (or: status JOURNAL)
 
 CSV: a header row; a 'to' column (--to-column); optional per-row channel, type, text, media_url,
 caption, filename; every column is a template variable. Rows are numbered as in a spreadsheet
@@ -26,17 +26,8 @@ caption, filename; every column is a template variable. Rows are numbered as in 
 """
 
 
-class DefaultRunGroup(TyperGroup):
-    """``broadcast FILE`` runs a broadcast; ``broadcast status`` is the one subcommand."""
-
-    def parse_args(self, ctx, args):
-        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
-            args = ["run", *args]
-        return super().parse_args(ctx, args)
-
-
 app = typer.Typer(
-    cls=DefaultRunGroup,
+    cls=default_group("run"),
     help="Send one templated message per CSV row at the App's rate limit; resumable.\n\n"
     "Usage: cloudchat broadcast FILE.csv [OPTIONS] (see `cloudchat broadcast run --help`)",
     epilog=EPILOG,

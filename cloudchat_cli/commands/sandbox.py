@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 
+from cloudchat_cli.commands._groups import default_group
 from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
@@ -18,12 +20,27 @@ Then, in another shell:
   CLOUDCHAT_BASE_URL=http://127.0.0.1:8787/api/public/v1 CLOUDCHAT_API_KEY=sk_test_x \\
     cloudchat send 6281234567890 "Halo"
 
+Webhooks: with --webhook-url and a secret (--webhook-secret-file or CLOUDCHAT_WEBHOOK_SECRET),
+every accepted message emits message.status sent → delivered → read (numbers ending in 9999:
+sent → failed), and `cloudchat sandbox inbound --text "Halo"` (see `sandbox inbound --help`)
+emits a message.received.
+
 Conventions: keys starting with sk_test_ro_ are read-only (403 on POST /messages);
 WhatsApp numbers ending in 0000 are "not on WhatsApp" (400 invalid_recipient).
 """
 
+app = typer.Typer(
+    cls=default_group("serve"),
+    help="Run a local CloudChat API emulator (no account needed); `sandbox inbound` makes it "
+    "emit an incoming message.",
+    epilog=EPILOG,
+    rich_markup_mode="rich",
+)
 
+
+@app.command("serve", hidden=True, epilog=EPILOG)
 def sandbox(
+    ctx: typer.Context,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
     port: int = typer.Option(8787, "--port", help="Port (0 picks a free one).", min=0, max=65535),
     key: list[str] = typer.Option(
@@ -46,15 +63,24 @@ def sandbox(
         dir_okay=False,
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print accepted messages."),
+    webhook_url: str | None = typer.Option(
+        None, "--webhook-url", help="Send signed webhook events here.", show_default=False),
+    webhook_secret_file: Path | None = typer.Option(
+        None, "--webhook-secret-file", help="The webhook secret (else CLOUDCHAT_WEBHOOK_SECRET).",
+        dir_okay=False, show_default=False),
+    status_delay: float = typer.Option(
+        0.2, "--status-delay", help="Seconds between an accepted message's status events.",
+        min=0.0),
 ) -> None:
     """Run a local CloudChat API emulator (no account needed)."""
     from cloudchat_cli.core.errors import Interrupted, UsageError
     from cloudchat_cli.sandbox.server import SandboxConfig, SandboxServer
 
+    secret = _webhook_secret(ctx, webhook_secret_file) if webhook_url else None
     config = SandboxConfig(
         host=host, port=port, keys=list(key), rate_limit=rate_limit, rate_window=rate_window,
         latency=latency, fail_rate=fail_rate, drop_rate=drop_rate, seed=seed, record=record,
-        quiet=quiet,
+        quiet=quiet, webhook_url=webhook_url, webhook_secret=secret, status_delay=status_delay,
     )
     try:
         server = SandboxServer(config, out=sys.stdout)
@@ -67,6 +93,8 @@ def sandbox(
         ) from None
     if host not in ("127.0.0.1", "localhost", "::1"):
         console.warn(f"listening on {host}: other machines can reach this sandbox")
+    if webhook_url:
+        console.info(f"webhooks → {webhook_url}")
     sys.stdout.write(f"CloudChat sandbox listening on {server.base_url}\n")
     sys.stdout.flush()
     console.info(
@@ -80,3 +108,38 @@ def sandbox(
     finally:
         server.httpd.server_close()
         server.state.close()
+
+
+def _webhook_secret(ctx: typer.Context, secret_file: Path | None) -> str:
+    """The first configured webhook secret: the sandbox signs like CloudChat does."""
+    from cloudchat_cli.commands.webhook import _secrets
+
+    return _secrets(ctx, secret_file)[0]
+
+
+@app.command("inbound", epilog="[bold]Example[/bold]\n\n  cloudchat sandbox inbound --from "
+             "6281234567890 --text \"Halo, saya tertarik\"")
+def inbound(
+    text: str = typer.Option(..., "--text", help="The customer's message.", show_default=False),
+    sender: str = typer.Option("6281234567890", "--from", help="Who writes in."),
+    channel: str = typer.Option("whatsapp", "--channel", "-c", help="Channel of the message."),
+    push_name: str | None = typer.Option(None, "--name", help="The sender's display name.",
+                                         show_default=False),
+    url: str = typer.Option("http://127.0.0.1:8787", "--url", help="The running sandbox."),
+) -> None:
+    """Make a running sandbox emit a message.received webhook."""
+    import httpx
+
+    from cloudchat_cli.core.errors import CloudChatError, NetworkError
+    from cloudchat_cli.services.messages import parse_channel
+
+    target = url.rstrip("/").removesuffix("/api/public/v1") + "/_sandbox/inbound"
+    try:
+        response = httpx.post(target, json={"text": text, "from": sender, "pushName": push_name,
+                                            "channel": parse_channel(channel)}, timeout=10)
+    except httpx.HTTPError as exc:
+        raise NetworkError(f"cannot reach the sandbox at {target}: {exc}") from None
+    if response.status_code != 202:
+        raise CloudChatError(f"the sandbox answered HTTP {response.status_code}: "
+                             f"{response.text[:200]}")
+    typer.echo(response.json().get("id", ""))

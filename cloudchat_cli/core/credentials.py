@@ -36,6 +36,7 @@ class Kind:
     file_env: str
     file_flag: str
     set_command: str
+    multi: bool = False  # several values, whitespace/comma separated (a secret rotation)
 
 
 API_KEY = Kind(
@@ -53,6 +54,7 @@ WEBHOOK_SECRET = Kind(
     "CLOUDCHAT_WEBHOOK_SECRET_FILE",
     "--secret-file",
     "cloudchat config set-webhook-secret",
+    multi=True,
 )
 
 
@@ -89,7 +91,8 @@ def check_secret_value(value: str, kind: Kind, where: str) -> str:
     value = value.strip()
     if not value:
         raise CredentialsError(f"{kind.label} from {where} is empty")
-    if not _SECRET_CHARS.match(value):
+    parts = re.split(r"[\s,]+", value) if kind.multi else [value]
+    if not all(_SECRET_CHARS.match(part) for part in parts):
         raise CredentialsError(
             f"{kind.label} from {where} contains spaces or control characters",
             hint="a key is one line of printable characters",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TextIO
 
-from cloudchat_cli.sandbox.contract import check_message
+from cloudchat_cli.sandbox.contract import CHANNELS, check_message
 from cloudchat_cli.sandbox.ratelimit import RollingWindow
 
 API_PREFIX = "/api/public/v1"
@@ -37,6 +38,9 @@ class SandboxConfig:
     seed: int | None = None
     record: str | None = None
     quiet: bool = False
+    webhook_url: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
+    status_delay: float = 0.2
 
 
 def key_id(key: str) -> str:
@@ -57,6 +61,13 @@ class SandboxState:
         self.out = out
         self.record = open(config.record, "a", encoding="utf-8") if config.record else None  # noqa: SIM115
         self.counter = 0
+        self.webhooks = None
+        if config.webhook_url and config.webhook_secret:
+            from cloudchat_cli.sandbox.webhooks import WebhookSender
+
+            self.webhooks = WebhookSender(
+                config.webhook_url, config.webhook_secret, status_delay=config.status_delay,
+                new_id=self.next_id, log=self.log)
 
     def chance(self, rate: float) -> bool:
         if rate <= 0:
@@ -87,7 +98,20 @@ class SandboxState:
             except (OSError, ValueError):
                 pass
 
+    def log(self, line: str) -> None:
+        """Diagnostics (webhook attempts) go to stderr, so stdout stays one line per message."""
+        if self.config.quiet:
+            return
+        with self._say_lock:
+            try:
+                sys.stderr.write(f"{_now()}  {line}\n")
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+
     def close(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.close()
         if self.record is not None:
             with self.lock:
                 self.record.close()
@@ -165,10 +189,31 @@ class Handler(BaseHTTPRequestHandler):
         self._route_other()
 
     def do_POST(self) -> None:
-        if self.path.split("?", 1)[0] == API_PREFIX + "/messages":
+        route = self.path.split("?", 1)[0]
+        if route == API_PREFIX + "/messages":
             self._post_message()
             return
+        if route == "/_sandbox/inbound":
+            self._inbound()
+            return
         self._route_other()
+
+    def _inbound(self) -> None:
+        """Make the sandbox emit a ``message.received`` (as if a customer wrote in)."""
+        body = _json(self._read_body())
+        if self.state.webhooks is None:
+            self._send_json(409, _error(409, "no_webhook", "start the sandbox with "
+                                        "--webhook-url and a webhook secret"))
+            return
+        if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+            self._send_json(400, _error(400, "invalid_request", "body must be a JSON object "
+                                        "with text (and from, channel, pushName)", "text"))
+            return
+        channel = body.get("channel") if body.get("channel") in CHANNELS else "whatsapp"
+        event_id = self.state.webhooks.inbound(
+            channel, str(body.get("from") or "6281234567890"), body["text"],
+            body.get("pushName") if isinstance(body.get("pushName"), str) else None)
+        self._send_json(202, {"id": event_id, "event": "message.received"})
 
     def do_PUT(self) -> None:
         self._route_other()
@@ -268,6 +313,8 @@ class Handler(BaseHTTPRequestHandler):
             f"{_preview(summary)}  [{message['id']}]"
         )
         self._finish(201, message, body, headers=headers, key=key_id(key), id=message["id"])
+        if state.webhooks is not None:
+            state.webhooks.message_accepted(message)
 
 
 _INVALID_JSON = object()

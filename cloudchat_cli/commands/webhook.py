@@ -1,0 +1,321 @@
+"""``cloudchat webhook``: verify captured bodies, sign, trigger test events, listen live."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from cloudchat_cli.output import console
+
+app = typer.Typer(
+    help="Verify X-CloudChat-Signature, sign and trigger test events, receive events live.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+SECRET_FILE = typer.Option(
+    None, "--secret-file", help="Read the webhook secret(s) from this file. "
+    "Env: CLOUDCHAT_WEBHOOK_SECRET(_FILE).", dir_okay=False, show_default=False)
+NO_SECRET_ARG = typer.Option(None, "--secret", hidden=True, show_default=False)
+
+VERIFY_EPILOG = """[bold]Examples[/bold]
+
+  cloudchat webhook verify body.json --signature 3f1c…            a body saved from your logs
+  cat body.json | cloudchat webhook verify - --signature "sha256=3f1c…"
+  cloudchat webhook verify --request captured.http                 a raw request (proxy, nc)
+  cloudchat webhook verify --dir ./events                          everything `listen --save` kept
+
+Exit 0 valid, 1 invalid (or stale with --max-age), 2 unreadable input or no secret.
+"""
+
+LISTEN_EPILOG = """[bold]Examples[/bold]
+
+  cloudchat webhook listen --port 8080 --path /webhook
+  cloudchat webhook listen --save ./events --json | jq .event
+  cloudchat webhook listen --forward-to http://127.0.0.1:3000/hooks/cloudchat --save ./events
+
+Answers 200 once an event is verified (and saved); 401 bad or missing signature, 400 not JSON,
+413 over --max-body, 405 not POST. A retried event (same id) gets 200 and is shown as a duplicate.
+Forwarding runs after the answer; if the app is down after 3 retries (2, 4, 8 s), the event stays
+on disk (--save DIR, else the state dir's webhooks/undelivered) and stderr says where.
+"""
+
+
+def _refuse_secret_value(value: str | None) -> None:
+    from cloudchat_cli.core.errors import UsageError
+
+    if value is not None:
+        raise UsageError(
+            "the webhook secret is never taken on the command line (it would show in `ps` and "
+            "your shell history)",
+            hint="use --secret-file PATH, CLOUDCHAT_WEBHOOK_SECRET, or "
+            "`cloudchat config set-webhook-secret`",
+        )
+
+
+def _secrets(ctx: typer.Context, secret_file: Path | None) -> list[str]:
+    """The configured webhook secret(s); no secret is an input problem here (exit 2)."""
+    from cloudchat_cli.core import credentials
+    from cloudchat_cli.core.errors import CredentialsError, UsageError
+    from cloudchat_cli.services.webhooks.signature import split_secrets
+
+    session = ctx.obj
+    profile, _ = session.profile()
+    try:
+        secret = credentials.resolve_secret(
+            credentials.WEBHOOK_SECRET, profile, file_flag=secret_file, env=session.env)
+    except CredentialsError as exc:
+        raise UsageError(exc.message, hint=exc.hint) from None
+    for warning in secret.warnings:
+        console.warn(warning)
+    return split_secrets(secret.value)
+
+
+def _read_body(body_file: str | None) -> bytes:
+    from cloudchat_cli.core.errors import UsageError
+
+    if body_file in (None, "-"):
+        if body_file is None and sys.stdin.isatty():
+            raise UsageError("give a BODY_FILE, '-' for stdin, --request FILE or --dir DIR")
+        return sys.stdin.buffer.read()
+    try:
+        return Path(body_file).read_bytes()
+    except IsADirectoryError:
+        raise UsageError(f"{body_file} is a directory (did you mean --dir?)") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {body_file}: {exc.strerror}") from None
+
+
+@app.command("verify", epilog=VERIFY_EPILOG)
+def verify_cmd(
+    ctx: typer.Context,
+    body_file: str | None = typer.Argument(
+        None, help="File with the exact body bytes, or - for stdin.", show_default=False),
+    signature: str | None = typer.Option(
+        None, "--signature", "-s", help="The X-CloudChat-Signature value (hex, sha256=…, or "
+        "base64).", show_default=False),
+    request: Path | None = typer.Option(
+        None, "--request", help="A raw captured HTTP request (headers, blank line, body).",
+        show_default=False),
+    directory: Path | None = typer.Option(
+        None, "--dir", help="Verify every event saved by `webhook listen --save DIR`.",
+        show_default=False),
+    max_age: float | None = typer.Option(
+        None, "--max-age", help="Also require the body's timestamp to be at most this old (s).",
+        show_default=False, min=0),
+    secret_file: Path | None = SECRET_FILE,
+    secret: str | None = NO_SECRET_ARG,
+    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Check captured webhook bodies against X-CloudChat-Signature."""
+    from cloudchat_cli.core.errors import ExitCode, UsageError
+    from cloudchat_cli.services.webhooks import verifying
+
+    _refuse_secret_value(secret)
+    modes = sum(x is not None for x in (request, directory)) + (
+        1 if body_file is not None or signature is not None else 0)
+    if modes != 1:
+        raise UsageError("give exactly one of: BODY_FILE --signature SIG, --request FILE, "
+                         "--dir DIR")
+    secrets = _secrets(ctx, secret_file)
+    if directory is not None:
+        results = verifying.verify_dir(directory, secrets, max_age=max_age)
+        _show_dir(results, json_out)
+        if not all(r.valid for r in results):
+            raise typer.Exit(int(ExitCode.FAILURE))
+        return
+    if request is not None:
+        result = verifying.verify_request_file(request, secrets, max_age=max_age)
+    else:
+        if signature is None:
+            raise UsageError("--signature is required with a BODY_FILE")
+        result = verifying.verify_body(_read_body(body_file), signature, secrets,
+                                       max_age=max_age)
+    _show_result(result, json_out)
+    if not result.valid:
+        raise typer.Exit(int(ExitCode.FAILURE))
+
+
+def _show_result(result, json_out: bool) -> None:
+    if json_out:
+        console.print_json(result.as_dict())
+        return
+    if result.valid:
+        which = (f" (secret {result.matched + 1} of {result.secrets})"
+                 if result.secrets > 1 else "")
+        console.out().print(f"[green]✓ valid signature[/green]{which}")
+        console.out().print(console.escape(result.summary_line))
+    else:
+        console.err().print(f"[red]✗ {console.escape(result.reason)}[/red]")
+        if result.event is not None or result.body_preview:
+            console.info(result.summary_line or result.body_preview)
+
+
+def _show_dir(results, json_out: bool) -> None:
+    if json_out:
+        console.print_json([r.as_dict() for r in results])
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in ("file", "event", "id", "result"):
+        table.add_column(column)
+    for r in results:
+        mark = "[green]valid[/green]" if r.valid else f"[red]{console.escape(r.reason)}[/red]"
+        table.add_row(console.escape(r.source), console.escape(r.event_name or "?"),
+                      console.escape(r.event_id or "?"), mark)
+    console.out().print(table)
+    bad = sum(1 for r in results if not r.valid)
+    console.info(f"{len(results)} event(s): {len(results) - bad} valid, {bad} invalid")
+
+
+@app.command("sign")
+def sign_cmd(
+    ctx: typer.Context,
+    body_file: str | None = typer.Argument(None, help="Body file, or - for stdin.",
+                                           show_default=False),
+    secret_file: Path | None = SECRET_FILE,
+    secret: str | None = NO_SECRET_ARG,
+) -> None:
+    """Print the X-CloudChat-Signature for a body (to test a receiver by hand)."""
+    from cloudchat_cli.services.webhooks.signature import sign
+
+    _refuse_secret_value(secret)
+    secrets = _secrets(ctx, secret_file)
+    typer.echo(sign(secrets[0], _read_body(body_file)))
+
+
+@app.command("trigger", epilog="[bold]Example[/bold]\n\n  cloudchat webhook trigger "
+             "http://127.0.0.1:3000/hook --event message.received --set data.text=Halo")
+def trigger_cmd(
+    ctx: typer.Context,
+    url: str = typer.Argument(..., help="Your webhook endpoint.", show_default=False),
+    event: str = typer.Option("message.received", "--event", "-e",
+                              help="message.received or message.status."),
+    channel: str = typer.Option("whatsapp", "--channel", "-c", help="Channel of the event."),
+    sets: list[str] = typer.Option([], "--set", help="Override a field: data.text=Halo "
+                                   "(repeatable; JSON values allowed).", show_default=False),
+    no_retry: bool = typer.Option(False, "--no-retry", help="Send once; no 2/4/8 s retries."),
+    secret_file: Path | None = SECRET_FILE,
+    secret: str | None = NO_SECRET_ARG,
+    json_out: bool = typer.Option(False, "--json", help="Print the attempts as JSON."),
+) -> None:
+    """Build, sign and POST a realistic event the way CloudChat does (5 s timeout, retries)."""
+    import json
+
+    from cloudchat_cli.core.errors import CloudChatError, ExitCode
+    from cloudchat_cli.services.messages import parse_channel
+    from cloudchat_cli.services.webhooks import events
+    from cloudchat_cli.services.webhooks.delivery import deliver, webhook_headers
+
+    _refuse_secret_value(secret)
+    secrets = _secrets(ctx, secret_file)
+    body_obj = events.build_event(event, channel=parse_channel(channel), sets=sets)
+    body = json.dumps(body_obj, ensure_ascii=False).encode()
+
+    def shown(attempt, delay) -> None:
+        if json_out:
+            return
+        what = (f"HTTP {attempt.status}" if attempt.status is not None
+                else f"no answer ({attempt.error})")
+        tail = f"; retrying in {delay:g} s" if delay else ""
+        console.info(f"attempt {attempt.number}: {what} in {attempt.elapsed * 1000:.0f} ms{tail}")
+
+    attempts = deliver(url, body, webhook_headers(secrets[0], body, event), retry=not no_retry,
+                       on_attempt=shown)
+    last = attempts[-1]
+    if json_out:
+        console.print_json({"event": body_obj, "attempts": [
+            {"attempt": a.number, "status": a.status, "ms": round(a.elapsed * 1000, 1),
+             "error": a.error} for a in attempts]})
+    if last.ok:
+        if not json_out:
+            console.out().print(f"Delivered {body_obj['id']} ({event}) to {url}")
+        return
+    code = (ExitCode.NETWORK if last.status is None
+            else ExitCode.SERVER if last.status >= 500 else ExitCode.FAILURE)
+    raise CloudChatError(
+        f"{url} did not accept the event after {len(attempts)} attempt(s): "
+        + (f"HTTP {last.status} {last.body}" if last.status is not None else str(last.error)),
+        exit_code=code)
+
+
+def _delays(text: str) -> tuple[float, ...]:
+    from cloudchat_cli.core.errors import UsageError
+
+    try:
+        delays = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        delays = (-1.0,)
+    if any(d < 0 or d > 3600 for d in delays):
+        raise UsageError(f"--forward-retry-delays {text!r}: give seconds like 2,4,8 (or '' for "
+                         "no retry)")
+    return delays
+
+
+@app.command("listen", epilog=LISTEN_EPILOG)
+def listen_cmd(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind."),
+    port: int = typer.Option(8080, "--port", help="Port (0 picks a free one).", min=0,
+                             max=65535),
+    path: str | None = typer.Option(None, "--path", help="Only accept this path (default: any).",
+                                    show_default=False),
+    save: Path | None = typer.Option(None, "--save", help="Save each verified event here.",
+                                     file_okay=False, show_default=False),
+    forward_to: str | None = typer.Option(
+        None, "--forward-to", help="Re-post each event (raw body, CloudChat headers) here.",
+        show_default=False),
+    exec_cmd: str | None = typer.Option(
+        None, "--exec", help="Run this command per event with the body on stdin.",
+        show_default=False),
+    max_body: int = typer.Option(1024 * 1024, "--max-body", help="Largest body accepted (bytes).",
+                                 min=1),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Accept unsigned events (unsafe)."),
+    read_timeout: float = typer.Option(
+        10.0, "--read-timeout", help="Drop a client that stalls this long mid-request (s).",
+        min=0.1),
+    forward_retry_delays: str = typer.Option(
+        "2,4,8", "--forward-retry-delays", help="Waits between forward attempts (s), like "
+        "CloudChat's own policy."),
+    secret_file: Path | None = SECRET_FILE,
+    secret: str | None = NO_SECRET_ARG,
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per event on stdout."),
+) -> None:
+    """Receive CloudChat events: verify, deduplicate, show, save and forward them."""
+    from cloudchat_cli.core.errors import Interrupted, UsageError
+    from cloudchat_cli.output.webhooks import DeliveryPrinter
+    from cloudchat_cli.services.webhooks.listener import ListenConfig, Listener
+
+    _refuse_secret_value(secret)
+    if path is not None and not path.startswith("/"):
+        path = "/" + path
+    secrets: list[str] = []
+    if no_verify:
+        console.warn("--no-verify: events are accepted without checking their signature")
+    else:
+        secrets = _secrets(ctx, secret_file)
+    config = ListenConfig(host=host, port=port, path=path, secrets=secrets,
+                          verify=not no_verify, max_body=max_body, save_dir=save,
+                          forward_to=forward_to, exec_cmd=exec_cmd, read_timeout=read_timeout,
+                          forward_delays=_delays(forward_retry_delays))
+    printer = DeliveryPrinter(json_out=json_out)
+    try:
+        listener = Listener(config, on_delivery=printer.delivery, on_notice=console.info)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                         hint="pick another --port (0 chooses a free one)") from None
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        console.warn(f"listening on {host}: other machines can send events to this listener")
+    console.info(f"Listening on {listener.url()} — Ctrl-C to stop")
+    try:
+        listener.serve_forever()
+    except Interrupted:
+        console.info("Stopping: finishing deliveries in flight…")
+    finally:
+        listener.shutdown()
+    console.info(f"Stopped after {printer.accepted} event(s), {printer.duplicates} duplicate(s), "
+                 f"{printer.rejected} rejected at {time.strftime('%H:%M:%S')}.")

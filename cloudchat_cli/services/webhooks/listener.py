@@ -1,0 +1,299 @@
+"""``webhook listen``: receive, verify, deduplicate, save, then acknowledge — fast.
+
+Each delivery is answered well within CloudChat's 5 s deadline: verification and the durable
+save happen before the 200; forwarding to a local app and ``--exec`` happen after, on a worker
+thread, so a slow or dead app never makes CloudChat retry. A forward that still fails after
+the vendor's own retry policy leaves the event saved on disk (in ``--save DIR``, or else in the
+state dir's ``webhooks/undelivered``) and reported on stderr: never lost.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import shlex
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from cloudchat_cli.core import paths
+from cloudchat_cli.services.webhooks import events
+from cloudchat_cli.services.webhooks.delivery import deliver
+from cloudchat_cli.services.webhooks.signature import HEADER, SignatureFormatError, verify
+from cloudchat_cli.services.webhooks.store import EventStore, event_key
+
+FORWARD_HEADERS = {"content-type": "Content-Type", "x-cloudchat-signature": HEADER,
+                   "x-cloudchat-event": "X-CloudChat-Event", "user-agent": "User-Agent"}
+
+
+@dataclass
+class ListenConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    path: str | None = None
+    secrets: list[str] = field(default_factory=list)
+    verify: bool = True
+    max_body: int = 1024 * 1024
+    save_dir: Path | None = None
+    forward_to: str | None = None
+    exec_cmd: str | None = None
+    read_timeout: float = 10.0
+    forward_delays: tuple[float, ...] = (2.0, 4.0, 8.0)
+
+
+@dataclass
+class Delivery:
+    """What happened to one request, for display."""
+
+    received_at: float
+    status: int
+    outcome: str  # accepted | duplicate | rejected
+    reason: str = ""
+    event: dict[str, Any] | None = None
+    event_id: str | None = None
+    verified: bool = False
+    saved: Path | None = None
+    elapsed_ms: float = 0.0
+
+
+@dataclass
+class Job:
+    key: str
+    body: bytes
+    headers: dict[str, str]
+    event: dict[str, Any] | None
+    saved: Path | None
+
+
+class Listener:
+    """A threaded HTTP server plus one worker for forwarding and ``--exec``."""
+
+    def __init__(
+        self,
+        config: ListenConfig,
+        *,
+        on_delivery: Callable[[Delivery], None] = lambda d: None,
+        on_notice: Callable[[str], None] = lambda m: None,
+    ):
+        self.config = config
+        self.on_delivery = on_delivery
+        self.on_notice = on_notice
+        self.store = EventStore(config.save_dir) if config.save_dir else None
+        self._seen: set[str] = set()
+        self._seen_lock = threading.Lock()
+        self._jobs: queue.Queue[Job | None] = queue.Queue()
+        self._stopping = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="forward", daemon=True)
+        self.httpd = _Server((config.host, config.port), _Handler)
+        self.httpd.listener = self
+
+    @property
+    def port(self) -> int:
+        return self.httpd.server_address[1]
+
+    def url(self) -> str:
+        host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
+        return f"http://{host}:{self.port}{self.config.path or '/'}"
+
+    def serve_forever(self) -> None:
+        self._worker.start()
+        self.httpd.serve_forever(poll_interval=0.2)
+
+    def shutdown(self) -> None:
+        """Stop accepting, let in-flight deliveries finish, then drain the forward queue
+        (one attempt each, no retry waits: what does not get through is kept on disk)."""
+        self.httpd.server_close()  # joins the handler threads (block_on_close)
+        self._stopping.set()
+        self._jobs.put(None)
+        if self._worker.is_alive():
+            self._worker.join()
+
+    # --- per request -----------------------------------------------------------------------
+
+    def handle(self, body: bytes, headers: dict[str, str]) -> Delivery:
+        started = time.monotonic()
+        now = time.time()
+        cfg = self.config
+        verified = False
+        if cfg.verify:
+            signature = headers.get(HEADER.lower())
+            if not signature:
+                return Delivery(now, 401, "rejected", f"missing {HEADER} header")
+            try:
+                verified = verify(cfg.secrets, body, signature) is not None
+            except SignatureFormatError as exc:
+                return Delivery(now, 401, "rejected", exc.message)
+            if not verified:
+                return Delivery(now, 401, "rejected", "signature does not match (wrong secret "
+                                "or altered body)")
+        event = events.parse_body(body)
+        if event is None:
+            return Delivery(now, 400, "rejected", "body is not a JSON object", verified=verified)
+        event_id = event.get("id") if isinstance(event.get("id"), str) else None
+        key = event_key(event_id, body)
+        with self._seen_lock:
+            duplicate = key in self._seen or (self.store is not None and self.store.has(key))
+            if not duplicate:
+                self._seen.add(key)
+        if duplicate:
+            return Delivery(now, 200, "duplicate", "already received (a retry)", event,
+                            event_id, verified)
+        saved = None
+        if self.store is not None:
+            try:
+                saved = self.store.save(key, body, {
+                    "id": event_id, "received_at": now,
+                    "signature": headers.get(HEADER.lower()),
+                    "headers": {k: v for k, v in headers.items() if k in FORWARD_HEADERS},
+                })
+            except OSError as exc:
+                with self._seen_lock:
+                    self._seen.discard(key)
+                return Delivery(now, 500, "rejected", f"could not save the event: {exc}",
+                                event, event_id, verified)
+        if cfg.forward_to or cfg.exec_cmd:
+            self._jobs.put(Job(key, body, headers, event, saved))
+        return Delivery(now, 200, "accepted", "", event, event_id, verified, saved,
+                        (time.monotonic() - started) * 1000)
+
+    # --- after the answer: forward and exec --------------------------------------------------
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if self.config.forward_to:
+                self._forward(job)
+            if self.config.exec_cmd:
+                self._exec(job)
+
+    def _forward(self, job: Job) -> None:
+        headers = {FORWARD_HEADERS[k]: v for k, v in job.headers.items() if k in FORWARD_HEADERS}
+
+        def wait(seconds: float) -> None:
+            if self._stopping.wait(seconds):
+                raise _Abandon()
+
+        def shown(attempt, delay) -> None:
+            what = f"HTTP {attempt.status}" if attempt.status else (attempt.error or "failed")
+            retry = f"; retrying in {delay:g} s" if delay else ""
+            self.on_notice(f"forward {job.key}: {what} in {attempt.elapsed * 1000:.0f} ms{retry}")
+
+        try:
+            attempts = deliver(self.config.forward_to, job.body, headers,
+                               retry=not self._stopping.is_set(),
+                               delays=self.config.forward_delays, on_attempt=shown, sleep=wait)
+        except _Abandon:
+            self._keep(job, "not forwarded: the listener stopped before the app answered")
+            return
+        if not attempts[-1].ok:
+            self._keep(job, f"forward to {self.config.forward_to} failed after "
+                            f"{len(attempts)} attempt(s)")
+
+    def _keep(self, job: Job, why: str) -> None:
+        """Make sure an event that did not reach the app is on disk, and say where."""
+        where = job.saved
+        if where is None:
+            store = EventStore(paths.state_dir() / "webhooks" / "undelivered")
+            where = store.save(job.key, job.body, {
+                "id": (job.event or {}).get("id"), "received_at": time.time(),
+                "signature": job.headers.get(HEADER.lower()), "reason": why,
+                "headers": {k: v for k, v in job.headers.items() if k in FORWARD_HEADERS},
+            })
+        self.on_notice(f"{why}; the event is saved at {where}")
+
+    def _exec(self, job: Job) -> None:
+        try:
+            proc = subprocess.run(shlex.split(self.config.exec_cmd), input=job.body,
+                                  capture_output=True, timeout=60)
+        except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            self.on_notice(f"--exec failed for {job.key}: {exc}")
+            return
+        if proc.returncode != 0:
+            self.on_notice(f"--exec exited {proc.returncode} for {job.key}: "
+                           f"{proc.stderr.decode('utf-8', 'replace').strip()[:200]}")
+
+
+class _Abandon(Exception):
+    """The listener is stopping: give up waiting to retry a forward."""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = False
+    block_on_close = True  # server_close() waits for deliveries in flight
+    allow_reuse_address = True
+    request_queue_size = 128
+    listener: Listener
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # a client that hangs up or stalls is reported by the handler, not as a traceback
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "cloudchat-listen"
+    server: _Server
+
+    def setup(self) -> None:
+        self.timeout = self.server.listener.config.read_timeout
+        super().setup()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _answer(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+        self.close_connection = True
+
+    def _reject(self, status: int, reason: str) -> None:
+        listener = self.server.listener
+        listener.on_delivery(Delivery(time.time(), status, "rejected", reason))
+        self._answer(status, {"error": reason})
+
+    def do_POST(self) -> None:
+        listener = self.server.listener
+        cfg = listener.config
+        if cfg.path and self.path.split("?", 1)[0] != cfg.path:
+            self._reject(404, f"no webhook at {self.path[:80]} (listening on {cfg.path})")
+            return
+        length = self.headers.get("Content-Length")
+        if length is None or not length.strip().isdigit():
+            self._reject(411, "Content-Length required")
+            return
+        size = int(length)
+        if size > cfg.max_body:
+            self._reject(413, f"body of {size} bytes is over --max-body ({cfg.max_body})")
+            return
+        try:
+            body = self.rfile.read(size)
+        except TimeoutError:
+            listener.on_delivery(Delivery(time.time(), 408, "rejected",
+                                          "client stalled while sending the body"))
+            self.close_connection = True
+            return
+        if len(body) < size:
+            listener.on_delivery(Delivery(time.time(), 400, "rejected", "body was cut short"))
+            self.close_connection = True
+            return
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        delivery = listener.handle(body, headers)
+        listener.on_delivery(delivery)
+        if delivery.status == 200:
+            self._answer(200, {"status": "duplicate" if delivery.outcome == "duplicate"
+                               else "ok"})
+        else:
+            self._answer(delivery.status, {"error": delivery.reason})
+
+    def _not_post(self) -> None:
+        self._reject(405, f"{self.command} is not allowed; CloudChat POSTs events")
+
+    do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = _not_post
