@@ -84,7 +84,8 @@ class Listener:
         self.on_delivery = on_delivery
         self.on_notice = on_notice
         self.store = EventStore(config.save_dir) if config.save_dir else None
-        self._seen: set[str] = set()
+        # Keys of events saved by earlier runs: a retry after a restart is still a duplicate.
+        self._seen: set[str] = self.store.keys() if self.store else set()
         self._seen_lock = threading.Lock()
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._stopping = threading.Event()
@@ -137,7 +138,7 @@ class Listener:
         event_id = event.get("id") if isinstance(event.get("id"), str) else None
         key = event_key(event_id, body)
         with self._seen_lock:
-            duplicate = key in self._seen or (self.store is not None and self.store.has(key))
+            duplicate = key in self._seen
             if not duplicate:
                 self._seen.add(key)
         if duplicate:
@@ -225,7 +226,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True  # server_close() waits for deliveries in flight
     allow_reuse_address = True
-    request_queue_size = 128
+    request_queue_size = 256
     listener: Listener
 
     def handle_error(self, request: Any, client_address: Any) -> None:
