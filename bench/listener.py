@@ -50,11 +50,8 @@ def post(host: str, port: int, request: bytes) -> tuple[float, int]:
     return elapsed, int(data.split(b" ", 2)[1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--deliveries", type=int, default=2000)
-    parser.add_argument("--senders", type=int, default=50)
-    args = parser.parse_args()
+def measure(deliveries: int, senders: int) -> list[dict]:
+    """Run the listener; return one result row for 1 sender and one for ``senders``."""
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "CLOUDCHAT_WEBHOOK_SECRET": SECRET, "CLOUDCHAT_NO_KEYRING": "1",
                "CLOUDCHAT_CONFIG_DIR": str(Path(tmp) / "cfg")}
@@ -65,11 +62,13 @@ def main() -> None:
         line = proc.stderr.readline()
         url = line.split("Listening on ", 1)[1].split(" ")[0]
         host, port = url.split("//")[1].split("/")[0].split(":")
-        def run(senders: int, deliveries: int, offset: int) -> tuple[list, list, float]:
+
+        def run(count: int, offset: int) -> dict:
             latencies: list[float] = []
             statuses: list[int] = []
             lock = threading.Lock()
-            requests = iter([build(host, offset + i) for i in range(deliveries)])
+            total = deliveries if count > 1 else 200
+            requests = iter([build(host, offset + i) for i in range(total)])
 
             def sender() -> None:
                 for request in requests:
@@ -79,28 +78,36 @@ def main() -> None:
                         statuses.append(status)
 
             started = time.perf_counter()
-            threads = [threading.Thread(target=sender) for _ in range(senders)]
+            threads = [threading.Thread(target=sender) for _ in range(count)]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
-            return latencies, statuses, time.perf_counter() - started
+            wall = time.perf_counter() - started
+            latencies.sort()
+            return {"senders": count, "deliveries": len(latencies), "ok": statuses.count(200),
+                    "p50": statistics.median(latencies) * 1000,
+                    "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+                    "max": latencies[-1] * 1000, "throughput": len(latencies) / wall}
 
-        rows = [(1, *run(1, 200, 10**6)), (args.senders, *run(args.senders, args.deliveries, 0))]
-        saved = len(list((Path(tmp) / "events").glob("*.json")))
+        rows = [run(1, 10**6), run(senders, 0)]
         proc.terminate()
         proc.wait()
-    print(f"Listener with --save (fsync before each 200), deliveries over loopback; "
-          f"{saved} events saved\n")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--deliveries", type=int, default=2000)
+    parser.add_argument("--senders", type=int, default=50)
+    args = parser.parse_args()
+    rows = measure(args.deliveries, args.senders)
+    print("Listener with --save (fsync before each 200), deliveries over loopback\n")
     print("| senders | deliveries | 200s | p50 ack | p99 ack | max | throughput | target p99 |")
     print("|---|---|---|---|---|---|---|---|")
-    for senders, latencies, statuses, wall in rows:
-        latencies.sort()
-        p50 = statistics.median(latencies) * 1000
-        p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
-        print(f"| {senders} | {len(latencies)} | {statuses.count(200)} | {p50:.1f} ms "
-              f"| {p99:.1f} ms | {latencies[-1] * 1000:.1f} ms | {len(latencies) / wall:.0f}/s "
-              f"| < 50 ms |")
+    for r in rows:
+        print(f"| {r['senders']} | {r['deliveries']} | {r['ok']} | {r['p50']:.1f} ms "
+              f"| {r['p99']:.1f} ms | {r['max']:.1f} ms | {r['throughput']:.0f}/s | < 50 ms |")
 
 
 if __name__ == "__main__":

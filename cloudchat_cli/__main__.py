@@ -1,6 +1,6 @@
 """Run the CLI with ``python -m cloudchat_cli``."""
 
-from cloudchat_cli.app import main
+from cloudchat_cli.entry import main
 
 if __name__ == "__main__":
     main()

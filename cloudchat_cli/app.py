@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import os
-import platform
 import signal
 import sys
 from pathlib import Path
 
 import typer
 
-from cloudchat_cli import __version__
-from cloudchat_cli.commands import broadcast as broadcast_cmd
-from cloudchat_cli.commands import config as config_cmd
-from cloudchat_cli.commands import limits as limits_cmd
-from cloudchat_cli.commands import sandbox as sandbox_cmd
-from cloudchat_cli.commands import send as send_cmd
-from cloudchat_cli.commands import webhook as webhook_cmd
+from cloudchat_cli.commands import completion as completion_cmd
+from cloudchat_cli.commands._groups import LazyGroup
 from cloudchat_cli.core.errors import CloudChatError, ExitCode, Interrupted
+from cloudchat_cli.entry import version_text
 from cloudchat_cli.output import console
-from cloudchat_cli.services.session import GlobalOptions, Session
 
 HELP = """CloudChat from the command line: one API key for WhatsApp, Telegram, Messenger, Instagram.
 
@@ -36,28 +30,16 @@ Exit codes: 0 ok, 1 failure, 2 bad input, 3 auth, 4 not found, 5 rate limited,
 
 app = typer.Typer(
     name="cloudchat",
+    cls=LazyGroup,  # each command's module is imported only when that command runs
     help=HELP,
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # pretty tracebacks with locals would print API keys
     rich_markup_mode="rich",
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    add_completion=False,
+    add_completion=False,  # `cloudchat completion SHELL` instead of --install-completion
 )
-app.command("send", no_args_is_help=True, epilog=send_cmd.EPILOG)(send_cmd.send)
-app.add_typer(broadcast_cmd.app, name="broadcast")
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(webhook_cmd.app, name="webhook")
-app.command("limits")(limits_cmd.limits)
-app.add_typer(sandbox_cmd.app, name="sandbox")
 
 _debug = {"on": os.environ.get("CLOUDCHAT_DEBUG", "") not in ("", "0")}
-
-
-def version_text() -> str:
-    return (
-        f"cloudchat-cli {__version__} (Python {platform.python_version()}, "
-        f"{platform.system()}-{platform.machine()})"
-    )
 
 
 def _version(value: bool) -> None:
@@ -75,6 +57,7 @@ def root(
         "-p",
         help="Profile (one per CloudChat App). Env: CLOUDCHAT_PROFILE.",
         show_default=False,
+        autocompletion=completion_cmd.complete_profile,
     ),
     api_key_file: Path | None = typer.Option(
         None,
@@ -95,6 +78,8 @@ def root(
     ),
 ) -> None:
     """CloudChat from the command line."""
+    from cloudchat_cli.services.session import GlobalOptions, Session
+
     _debug["on"] = _debug["on"] or debug
     console.set_no_color(no_color)
     options = GlobalOptions(
@@ -116,6 +101,11 @@ def _raise_interrupted(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with the documented code; render every known error in one place."""
+    if os.environ.get("_CLOUDCHAT_COMPLETE"):
+        # A completion request from the shell: register the shells only on this path.
+        from typer._completion_classes import completion_init
+
+        completion_init()
     signal.signal(signal.SIGINT, _raise_interrupted)
     signal.signal(signal.SIGTERM, _raise_interrupted)
     command = typer.main.get_command(app)

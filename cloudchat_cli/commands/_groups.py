@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
+
+import typer
 from typer.core import TyperGroup
+
+# Command name → module whose ``app`` (a Typer) implements it, in the order help lists them.
+COMMANDS = {
+    "send": "cloudchat_cli.commands.send",
+    "broadcast": "cloudchat_cli.commands.broadcast",
+    "webhook": "cloudchat_cli.commands.webhook",
+    "config": "cloudchat_cli.commands.config",
+    "api": "cloudchat_cli.commands.api",
+    "limits": "cloudchat_cli.commands.limits",
+    "sandbox": "cloudchat_cli.commands.sandbox",
+    "completion": "cloudchat_cli.commands.completion",
+}
 
 
 class DefaultCommandGroup(TyperGroup):
@@ -19,3 +34,22 @@ class DefaultCommandGroup(TyperGroup):
 
 def default_group(name: str) -> type[DefaultCommandGroup]:
     return type(f"Default{name.title()}Group", (DefaultCommandGroup,), {"default": name})
+
+
+class LazyGroup(TyperGroup):
+    """The root group: a command's module is imported only when it is needed.
+
+    ``cloudchat send`` then loads the send command alone, not broadcast, webhook, sandbox…;
+    ``--help`` and completion of command names load them all (they need their help texts).
+    """
+
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        module = COMMANDS.get(name)
+        if module is None:
+            return None
+        command = typer.main.get_command(importlib.import_module(module).app)
+        command.name = name
+        return command

@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from cloudchat_cli.commands._groups import default_group
+from cloudchat_cli.commands.completion import complete_channel
 from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
@@ -62,7 +63,8 @@ def run(
         None, "--template-file", help="Read the template from a UTF-8 file.", show_default=False),
     to_column: str = typer.Option("to", "--to-column", help="Column holding the recipient."),
     channel: str | None = typer.Option(
-        None, "--channel", "-c", help="Channel for every row (else the row's, else the profile's).",
+        None, "--channel", "-c", autocompletion=complete_channel,
+        help="Channel for every row (else the row's, else the profile's).",
         show_default=False),
     delimiter: str | None = typer.Option(
         None, "--delimiter", help="Field delimiter (default: sniffed: , ; or tab).",

@@ -48,3 +48,7 @@ def limits(
         out.print(f"[red]blocked by a 429[/red] for another {data['blocked_for']:.1f} s")
     if data["pacing"]:
         out.print("even pacing is on (the server was stricter than the configured limit)")
+
+
+app = typer.Typer()
+app.command("limits")(limits)

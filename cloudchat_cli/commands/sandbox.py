@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from cloudchat_cli.commands._groups import default_group
+from cloudchat_cli.commands.completion import complete_channel
 from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
@@ -122,7 +123,8 @@ def _webhook_secret(ctx: typer.Context, secret_file: Path | None) -> str:
 def inbound(
     text: str = typer.Option(..., "--text", help="The customer's message.", show_default=False),
     sender: str = typer.Option("6281234567890", "--from", help="Who writes in."),
-    channel: str = typer.Option("whatsapp", "--channel", "-c", help="Channel of the message."),
+    channel: str = typer.Option("whatsapp", "--channel", "-c", autocompletion=complete_channel,
+                                help="Channel of the message."),
     push_name: str | None = typer.Option(None, "--name", help="The sender's display name.",
                                          show_default=False),
     url: str = typer.Option("http://127.0.0.1:8787", "--url", help="The running sandbox."),

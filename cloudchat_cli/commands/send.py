@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from cloudchat_cli.commands.completion import complete_channel
 from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
@@ -32,7 +33,7 @@ def send(
         show_default=False,
     ),
     channel: str | None = typer.Option(
-        None, "--channel", "-c",
+        None, "--channel", "-c", autocompletion=complete_channel,
         help="whatsapp|telegram|instagram|messenger (or wa|tg|ig|fb). Default: the profile's.",
         show_default=False,
     ),
@@ -110,3 +111,7 @@ def _summary(response: dict, payload: dict) -> None:
     parts.append(f"via {esc(response.get('channel') or payload['channel'])}")
     parts.append(f"to {esc(response.get('to') or payload['to'])}")
     out.print(" ".join(parts))
+
+
+app = typer.Typer()
+app.command("send", no_args_is_help=True, epilog=EPILOG)(send)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from cloudchat_cli.commands.completion import complete_channel
 from cloudchat_cli.output import console
 
 app = typer.Typer(
@@ -195,7 +196,8 @@ def trigger_cmd(
     url: str = typer.Argument(..., help="Your webhook endpoint.", show_default=False),
     event: str = typer.Option("message.received", "--event", "-e",
                               help="message.received or message.status."),
-    channel: str = typer.Option("whatsapp", "--channel", "-c", help="Channel of the event."),
+    channel: str = typer.Option("whatsapp", "--channel", "-c", autocompletion=complete_channel,
+                                help="Channel of the event."),
     sets: list[str] = typer.Option([], "--set", help="Override a field: data.text=Halo "
                                    "(repeatable; JSON values allowed).", show_default=False),
     no_retry: bool = typer.Option(False, "--no-retry", help="Send once; no 2/4/8 s retries."),

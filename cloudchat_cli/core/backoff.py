@@ -9,7 +9,6 @@ import math
 import random as _random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -49,6 +48,8 @@ def server_wait(headers: Mapping[str, str], now: float) -> float | None:
             if math.isfinite(seconds) and seconds >= 0:
                 return seconds
         except ValueError:
+            from email.utils import parsedate_to_datetime  # rare; the email package is slow
+
             try:
                 when = parsedate_to_datetime(value)
             except (TypeError, ValueError, IndexError):

@@ -89,6 +89,9 @@ class ApiClient:
             },
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             transport=transport,
+            # Loading the CA bundle costs ~40 ms per run; a plain-HTTP base URL (the sandbox)
+            # never uses it. https:// always verifies.
+            verify=self.base_url.startswith("https://"),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=5),
             follow_redirects=False,
         )
@@ -113,6 +116,7 @@ class ApiClient:
         *,
         json_body: Any = None,
         content: bytes | None = None,
+        params: dict[str, str] | None = None,
         wait: bool = True,
         on_send: Callable[[], None] | None = None,
     ) -> Response:
@@ -124,7 +128,7 @@ class ApiClient:
         waited = 0.0
         retries = 0
         while True:
-            response = self._attempt(method, path, json_body, content, wait, on_send)
+            response = self._attempt(method, path, json_body, content, params, wait, on_send)
             response.attempts = retries + 1
             if response.status < 400:
                 self._consecutive_429 = 0
@@ -170,6 +174,7 @@ class ApiClient:
         path: str,
         json_body: Any,
         content: bytes | None,
+        params: dict[str, str] | None,
         wait: bool,
         on_send: Callable[[], None] | None,
     ) -> Response:
@@ -183,8 +188,10 @@ class ApiClient:
         try:
             if on_send is not None:
                 on_send()
+            headers = {"Content-Type": "application/json"} if content is not None else None
             request = self._http.build_request(
-                method, path.lstrip("/"), json=json_body, content=content
+                method, path.lstrip("/"), json=json_body, content=content, params=params,
+                headers=headers,
             )
             self._log_request(request)
             started = time.monotonic()

@@ -1,0 +1,1 @@
+complete --command cloudchat --no-files --arguments "(env _CLOUDCHAT_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) cloudchat)" --condition "env _CLOUDCHAT_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) cloudchat"
