@@ -37,18 +37,32 @@ def credentials_file() -> Path:
     return config_dir() / "credentials.toml"
 
 
-def ensure_private_dir(path: Path) -> Path:
-    """Create ``path`` (0700) if needed; tighten it if it already exists and we own it."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    with contextlib.suppress(OSError):
-        if path.stat().st_mode & 0o077:
-            path.chmod(0o700)
+def ensure_private_dir(path: Path, *, tighten: bool = False) -> Path:
+    """Create ``path`` and any missing parents as 0700 directories.
+
+    An existing directory is left alone unless ``tighten`` (cloudchat's own config dir): a
+    user's ``--journal ./x`` or ``--save ./events`` must never chmod their working directory.
+    """
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o700)
+    if tighten and not missing:
+        with contextlib.suppress(OSError):
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o700)
     return path
 
 
 def atomic_write(path: Path, data: str, *, mode: int = 0o600) -> None:
     """Write ``data`` to ``path`` via a temp file + fsync + rename, so readers never see half."""
-    ensure_private_dir(path.parent)
+    ensure_private_dir(path.parent, tighten=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:

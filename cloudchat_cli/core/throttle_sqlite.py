@@ -62,7 +62,7 @@ class SqliteStore:
         self.margin = margin
         self._lock = threading.Lock()
         try:
-            paths.ensure_private_dir(path.parent)
+            paths.ensure_private_dir(path.parent, tighten=True)
             self._db = sqlite3.connect(
                 path, timeout=30, isolation_level=None, check_same_thread=False
             )
