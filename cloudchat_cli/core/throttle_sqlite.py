@@ -8,15 +8,14 @@ could need (timeout + window + margin), and one whose process is gone is cut to 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import sqlite3
-import threading
 from pathlib import Path
 
 from cloudchat_cli.core import paths
 from cloudchat_cli.core.errors import CloudChatError
+from cloudchat_cli.core.sqlitedb import LockedDb
 from cloudchat_cli.core.throttle import WindowState, next_try
 
 SCHEMA = """
@@ -53,6 +52,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _error(message: str) -> CloudChatError:
+    return CloudChatError(
+        message,
+        hint="make the state directory writable and check free space, or point "
+        "CLOUDCHAT_STATE_DIR elsewhere",
+    )
+
+
 class SqliteStore:
     """A ``SlotStore`` in one SQLite file; safe across threads and processes."""
 
@@ -60,43 +67,12 @@ class SqliteStore:
         self.path = path
         self.window = window
         self.margin = margin
-        self._lock = threading.Lock()
-        try:
-            paths.ensure_private_dir(path.parent, tighten=True)
-            self._db = sqlite3.connect(
-                path, timeout=30, isolation_level=None, check_same_thread=False
-            )
-            with contextlib.suppress(sqlite3.OperationalError):
-                self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-            os.chmod(path, 0o600)
-        except (OSError, sqlite3.Error) as exc:
-            raise CloudChatError(
-                f"cannot open the rate-limit state {path}: {exc}",
-                hint="make the state directory writable, or point CLOUDCHAT_STATE_DIR elsewhere",
-            ) from None
+        self._db = LockedDb(path, SCHEMA, label="rate-limit state", synchronous="NORMAL",
+                            error=_error, tighten_dir=True)
+        self._tx = self._db.tx
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def _tx(self, fn):
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    result = fn(self._db)
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-                return result
-            except sqlite3.Error as exc:
-                raise CloudChatError(
-                    f"rate-limit state {self.path} failed: {exc}",
-                    hint="is the disk full or the state directory read-only?",
-                ) from None
+        self._db.close()
 
     def _meta(self, db: sqlite3.Connection, key: str) -> float:
         row = db.execute("SELECT v FROM meta WHERE k = ?", (key,)).fetchone()

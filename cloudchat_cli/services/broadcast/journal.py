@@ -9,15 +9,13 @@ possibly sent (left in ``sending``: it becomes ``unknown`` and is not resent unl
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cloudchat_cli.core import paths
 from cloudchat_cli.core.errors import CloudChatError
+from cloudchat_cli.core.sqlitedb import LockedDb
 
 STATES = ("pending", "sending", "sent", "failed", "unknown", "invalid", "skipped")
 SCHEMA = """
@@ -42,49 +40,25 @@ class JournalError(CloudChatError):
     """The journal cannot be read or written (disk full, read-only, corrupt)."""
 
 
+def _error(message: str) -> JournalError:
+    return JournalError(
+        message,
+        hint="is the disk full or read-only? What was sent so far is recorded; fix the cause "
+        "and run the same command again to resume (or pass --journal PATH elsewhere)",
+    )
+
+
 class Journal:
     """Thread-safe access to one broadcast's journal."""
 
     def __init__(self, path: Path):
         self.path = path
-        self._lock = threading.Lock()
-        try:
-            paths.ensure_private_dir(path.parent)
-            self._db = sqlite3.connect(
-                path, timeout=30, isolation_level=None, check_same_thread=False
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
-            path.chmod(0o600)
-        except (OSError, sqlite3.Error) as exc:
-            raise JournalError(
-                f"cannot open the broadcast journal {path}: {exc}",
-                hint="make the state directory writable and check free space, or pass "
-                "--journal PATH elsewhere",
-            ) from None
+        self._db = LockedDb(path, SCHEMA, label="broadcast journal", synchronous="FULL",
+                            error=_error)
+        self._tx = self._db.tx
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def _tx(self, fn, *, write: bool = True):
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                try:
-                    result = fn(self._db)
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
-                return result
-            except sqlite3.Error as exc:
-                raise JournalError(
-                    f"broadcast journal {self.path} failed: {exc}",
-                    hint="is the disk full or read-only? What was sent so far is recorded; "
-                    "fix the cause and run the same command again to resume",
-                ) from None
+        self._db.close()
 
     # --- meta ------------------------------------------------------------------------------
 
