@@ -15,6 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
+
+# CI runs each property test with a fixed seed (a red CI must be reproducible); locally each
+# run explores new inputs. Failures found locally are replayed from .hypothesis/.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 TEST_KEY = "sk_test_e2e_0123456789abcdefWXYZ"
 

@@ -333,3 +333,14 @@ def test_sandbox_retries_a_failing_receiver_with_the_same_event(wenv, sandbox_fa
     assert first["status"] == 500 and second["status"] == 200
     assert first["body"] == second["body"]
     assert second["headers"]["X-CloudChat-Signature"] == sign(SECRET, second["body"])
+
+
+def test_exec_runs_per_event_with_the_body_on_stdin(tmp_path, listener_factory):
+    out = tmp_path / "exec-out"
+    lis = listener_factory("--exec", f"sh -c 'cat >> {out}; echo >> {out}'")
+    bodies = [event_body("evt_x1"), event_body("evt_x2")]
+    for body in bodies:
+        assert lis.post(body).status_code == 200
+    assert lis.post(bodies[0]).json()["status"] == "duplicate"  # not run again
+    assert lis.stop() == 0  # stopping drains the queue of events still to run
+    assert out.read_bytes() == b"".join(body + b"\n" for body in bodies)

@@ -105,3 +105,20 @@ def test_parse_setting_rejects_unknown(tmp_path):
     with pytest.raises(ConfigError, match="unknown setting 'colour'"):
         settings.parse_setting("colour", "1")
     assert settings.parse_setting("base_url", "http://x/y/") == "http://x/y"
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("base_url = 3", "base_url must be a URL string"),
+    ("default_channel = 5", "default_channel must be one of"),
+    ("default_country_code = true", "default_country_code must be 1-4 digits"),
+    ("default_country_code = 3.5", "default_country_code must be 1-4 digits"),
+])
+def test_wrong_toml_types_are_config_errors(tmp_path, line, message):
+    # Found by the config-loader fuzz test in CI: `base_url = 3` was a traceback.
+    with pytest.raises(ConfigError, match=message):
+        write(tmp_path / "c.toml", f"[profiles.shop]\n{line}\n")
+
+
+def test_integer_country_code_is_accepted(tmp_path):
+    assert write(tmp_path / "c.toml", "[profiles.shop]\ndefault_country_code = 62\n"
+                 ).profile("shop") == {"default_country_code": "62"}

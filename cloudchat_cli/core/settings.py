@@ -25,6 +25,8 @@ PROFILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def _parse_base_url(value: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a URL string, got {value!r}")
     value = value.strip()
     if not re.match(r"^https?://[^\s/?#]+", value):
         raise ValueError("must be an http:// or https:// URL")
@@ -32,13 +34,15 @@ def _parse_base_url(value: str) -> str:
 
 
 def _parse_channel(value: str) -> str:
-    channel = canonical_channel(value)
+    channel = canonical_channel(value) if isinstance(value, str) else None
     if channel is None:
         raise ValueError(f"must be one of {', '.join(CHANNELS)}")
     return channel
 
 
 def _parse_country_code(value: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise ValueError(f"must be 1-4 digits, like 62, got {value!r}")
     value = str(value).strip().lstrip("+")
     if value and not re.fullmatch(r"[1-9][0-9]{0,3}", value):
         raise ValueError("must be 1-4 digits, like 62")
