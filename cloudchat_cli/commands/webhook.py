@@ -314,9 +314,9 @@ def listen_cmd(
         console.warn(f"listening on {host}: other machines can send events to this listener")
     console.info(f"Listening on {listener.url()} — Ctrl-C to stop")
     try:
-        listener.serve_forever()
+        listener.serve_forever()  # returns after Ctrl-C/SIGTERM, deliveries in flight done
     except Interrupted:
-        console.info("Stopping: finishing deliveries in flight…")
+        pass  # a signal that arrived before the loop took over its handlers
     finally:
         listener.shutdown()
     console.info(f"Stopped after {printer.accepted} event(s), {printer.duplicates} duplicate(s), "

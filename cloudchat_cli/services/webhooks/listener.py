@@ -9,7 +9,6 @@ state dir's ``webhooks/undelivered``) and reported on stderr: never lost.
 
 from __future__ import annotations
 
-import json
 import queue
 import shlex
 import subprocess
@@ -17,13 +16,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from cloudchat_cli.core import paths
 from cloudchat_cli.services.webhooks import events
 from cloudchat_cli.services.webhooks.delivery import deliver
+from cloudchat_cli.services.webhooks.httpfront import AsyncFront, bind
 from cloudchat_cli.services.webhooks.signature import HEADER, SignatureFormatError, verify
 from cloudchat_cli.services.webhooks.store import EventStore, event_key
 
@@ -90,25 +89,27 @@ class Listener:
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._stopping = threading.Event()
         self._worker = threading.Thread(target=self._work, name="forward", daemon=True)
-        self.httpd = _Server((config.host, config.port), _Handler)
-        self.httpd.listener = self
+        self.front = AsyncFront(self, bind(config.host, config.port))
 
     @property
     def port(self) -> int:
-        return self.httpd.server_address[1]
+        return self.front.port
 
     def url(self) -> str:
         host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
         return f"http://{host}:{self.port}{self.config.path or '/'}"
 
     def serve_forever(self) -> None:
+        """Serve until SIGINT/SIGTERM (or ``stop()``); deliveries in flight are finished."""
         self._worker.start()
-        self.httpd.serve_forever(poll_interval=0.2)
+        self.front.run()
+
+    def stop(self) -> None:
+        self.front.stop()
 
     def shutdown(self) -> None:
-        """Stop accepting, let in-flight deliveries finish, then drain the forward queue
-        (one attempt each, no retry waits: what does not get through is kept on disk)."""
-        self.httpd.server_close()  # joins the handler threads (block_on_close)
+        """After serving: drain the forward queue (one attempt each, no retry waits: what
+        does not get through is kept on disk)."""
         self._stopping.set()
         self._jobs.put(None)
         if self._worker.is_alive():
@@ -220,81 +221,3 @@ class Listener:
 
 class _Abandon(Exception):
     """The listener is stopping: give up waiting to retry a forward."""
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False
-    block_on_close = True  # server_close() waits for deliveries in flight
-    allow_reuse_address = True
-    request_queue_size = 256
-    listener: Listener
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # a client that hangs up or stalls is reported by the handler, not as a traceback
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "cloudchat-listen"
-    server: _Server
-
-    def setup(self) -> None:
-        self.timeout = self.server.listener.config.read_timeout
-        super().setup()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _answer(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(data)
-        self.close_connection = True
-
-    def _reject(self, status: int, reason: str) -> None:
-        listener = self.server.listener
-        listener.on_delivery(Delivery(time.time(), status, "rejected", reason))
-        self._answer(status, {"error": reason})
-
-    def do_POST(self) -> None:
-        listener = self.server.listener
-        cfg = listener.config
-        if cfg.path and self.path.split("?", 1)[0] != cfg.path:
-            self._reject(404, f"no webhook at {self.path[:80]} (listening on {cfg.path})")
-            return
-        length = self.headers.get("Content-Length")
-        if length is None or not length.strip().isdigit():
-            self._reject(411, "Content-Length required")
-            return
-        size = int(length)
-        if size > cfg.max_body:
-            self._reject(413, f"body of {size} bytes is over --max-body ({cfg.max_body})")
-            return
-        try:
-            body = self.rfile.read(size)
-        except TimeoutError:
-            listener.on_delivery(Delivery(time.time(), 408, "rejected",
-                                          "client stalled while sending the body"))
-            self.close_connection = True
-            return
-        if len(body) < size:
-            listener.on_delivery(Delivery(time.time(), 400, "rejected", "body was cut short"))
-            self.close_connection = True
-            return
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        delivery = listener.handle(body, headers)
-        listener.on_delivery(delivery)
-        if delivery.status == 200:
-            self._answer(200, {"status": "duplicate" if delivery.outcome == "duplicate"
-                               else "ok"})
-        else:
-            self._answer(delivery.status, {"error": delivery.reason})
-
-    def _not_post(self) -> None:
-        self._reject(405, f"{self.command} is not allowed; CloudChat POSTs events")
-
-    do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = _not_post
