@@ -117,9 +117,6 @@ class EventStore:
             raise UsageError(f"cannot use {self.dir} to save events: {exc.strerror}") from None
         self._dir_sync = _GroupSync(self.dir)
 
-    def has(self, key: str) -> bool:
-        return (self.dir / f"{key}.json").exists()
-
     def keys(self) -> set[str]:
         """Keys of the events completely saved (read once at start, for deduplication)."""
         return {p.stem for p in self.dir.glob("*.json") if _complete(p)}
