@@ -184,7 +184,6 @@ class ApiClient:
             else None
         )
         url = self.url(path)
-        timed_out = False
         try:
             if on_send is not None:
                 on_send()
@@ -204,7 +203,6 @@ class ApiClient:
                 hint="check base_url (`cloudchat config show`) and your network",
             ) from None
         except httpx.TimeoutException:
-            timed_out = True
             raise self._unknown(method, url, f"no response within {self.timeout:g} s") from None
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
             raise self._unknown(method, url, f"connection lost: {_reason(exc)}") from None
@@ -212,7 +210,7 @@ class ApiClient:
             raise NetworkError(f"request to {url} failed: {_reason(exc)}") from None
         finally:
             if slot is not None:
-                self.throttle.release(slot, timed_out=timed_out)
+                self.throttle.release(slot)
 
     def _send(self, request: httpx.Request, started: float) -> Response:
         deadline = started + self.timeout

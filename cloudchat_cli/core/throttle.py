@@ -208,8 +208,9 @@ class Throttle:
             waited = True
             self.sleep(max(0.0, retry_at - now))
 
-    def release(self, slot: int, *, timed_out: bool = False) -> None:
-        """The response arrived (or the request timed out): hold the slot one more window."""
+    def release(self, slot: int) -> None:
+        """The response arrived, or the request timed out (so it may still have arrived just
+        now): either way the slot is held one more window from this moment."""
         self.store.release(slot, self.clock() + self.window + self.margin)
 
     def block(self, seconds: float) -> None:

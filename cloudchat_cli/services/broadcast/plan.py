@@ -14,7 +14,6 @@ from cloudchat_cli.services.broadcast.journal import Journal
 from cloudchat_cli.services.broadcast.template import Template, parse_template
 from cloudchat_cli.services.messages import InvalidMessage, MessageSpec, build_payload
 
-ROW_COLUMNS = ("channel", "type", "text", "media_url", "caption", "filename")
 BATCH = 1000
 FIELD_COLUMN = {"text": "text", "media_url": "media_url", "caption": "caption",
                 "filename": "filename", "type": "type", "channel": "channel"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cloudchat_cli.core.errors import ApiError, CloudChatError, NetworkError
@@ -35,7 +35,6 @@ class RunResult:
     unknown: int = 0
     stopped: bool = False
     fatal: CloudChatError | None = None
-    events: list[str] = field(default_factory=list)
 
 
 class Runner:

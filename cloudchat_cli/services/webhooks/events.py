@@ -12,7 +12,6 @@ from cloudchat_cli.core.errorbody import one_line
 from cloudchat_cli.core.errors import UsageError
 
 EVENTS = ("message.received", "message.status")
-STATUSES = ("sent", "delivered", "read", "failed")
 STRING_FIELDS = {"text", "from", "pushName", "message_id", "id", "session_id", "status"}
 
 

@@ -55,7 +55,6 @@ class AsyncFront:
         self.sock = sock
         self._pool = ThreadPoolExecutor(32, thread_name_prefix="deliver")
         self._tasks: set[asyncio.Task] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
 
     @property
@@ -72,17 +71,12 @@ class AsyncFront:
                 signal.signal(sig, handler)
             self._pool.shutdown(wait=True)
 
-    def stop(self) -> None:
-        """Ask the loop to stop (from any thread)."""
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-
     async def _main(self, signals: tuple[int, ...]) -> None:
-        self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         if threading.current_thread() is threading.main_thread():
             for sig in signals:
-                self._loop.add_signal_handler(sig, self._stop.set)
+                loop.add_signal_handler(sig, self._stop.set)
         server = await asyncio.start_server(self._client, sock=self.sock,
                                             limit=MAX_HEADER_BYTES)
         async with server:

@@ -57,7 +57,6 @@ class Delivery:
     event_id: str | None = None
     verified: bool = False
     saved: Path | None = None
-    elapsed_ms: float = 0.0
 
 
 @dataclass
@@ -104,9 +103,6 @@ class Listener:
         self._worker.start()
         self.front.run()
 
-    def stop(self) -> None:
-        self.front.stop()
-
     def shutdown(self) -> None:
         """After serving: drain the forward queue (one attempt each, no retry waits: what
         does not get through is kept on disk)."""
@@ -118,7 +114,6 @@ class Listener:
     # --- per request -----------------------------------------------------------------------
 
     def handle(self, body: bytes, headers: dict[str, str]) -> Delivery:
-        started = time.monotonic()
         now = time.time()
         cfg = self.config
         verified = False
@@ -160,8 +155,7 @@ class Listener:
                                 event, event_id, verified)
         if cfg.forward_to or cfg.exec_cmd:
             self._jobs.put(Job(key, body, headers, event, saved))
-        return Delivery(now, 200, "accepted", "", event, event_id, verified, saved,
-                        (time.monotonic() - started) * 1000)
+        return Delivery(now, 200, "accepted", "", event, event_id, verified, saved)
 
     # --- after the answer: forward and exec --------------------------------------------------
 
