@@ -101,7 +101,7 @@ def test_set_key_without_keyring_explains(cli):
 
 def test_set_key_never_takes_an_argument(cli):
     proc = cli("config", "set-key", TEST_KEY)
-    assert proc.returncode == 2 and "never taken as an argument" in proc.stderr
+    assert proc.returncode == 2 and "never taken on the command line" in proc.stderr
     assert TEST_KEY not in proc.stdout + proc.stderr
 
 

@@ -29,18 +29,10 @@ def _kind(webhook: bool):
 def _store(ctx: typer.Context, webhook: bool, insecure_storage: bool, argv_value: str | None
            ) -> None:
     from cloudchat_cli.core import credentials
-    from cloudchat_cli.core.errors import UsageError
 
     session = ctx.obj
     kind = _kind(webhook)
-    if argv_value is not None:
-        # Never echo it back: the value is a secret that just landed in shell history.
-        raise UsageError(
-            f"the {kind.label} is never taken as an argument (it would show in `ps` and your "
-            "shell history)",
-            hint=f"paste it at the prompt, or pipe it: `printf %s \"$KEY\" | "
-            f"{kind.set_command}`; consider rotating the one you just typed",
-        )
+    credentials.refuse_argv_secret(kind, argv_value)
     profile, _ = session.profile()
     value = credentials.read_secret_from_user(kind)
     where = credentials.store_secret(

@@ -113,9 +113,7 @@ def sandbox(
 
 def _webhook_secret(ctx: typer.Context, secret_file: Path | None) -> str:
     """The first configured webhook secret: the sandbox signs like CloudChat does."""
-    from cloudchat_cli.commands.webhook import _secrets
-
-    return _secrets(ctx, secret_file)[0]
+    return ctx.obj.webhook_secrets(secret_file)[0]
 
 
 @app.command("inbound", epilog="[bold]Example[/bold]\n\n  cloudchat sandbox inbound --from "

@@ -45,34 +45,13 @@ on disk (--save DIR, else the state dir's webhooks/undelivered) and stderr says 
 """
 
 
-def _refuse_secret_value(value: str | None) -> None:
-    from cloudchat_cli.core.errors import UsageError
-
-    if value is not None:
-        raise UsageError(
-            "the webhook secret is never taken on the command line (it would show in `ps` and "
-            "your shell history)",
-            hint="use --secret-file PATH, CLOUDCHAT_WEBHOOK_SECRET, or "
-            "`cloudchat config set-webhook-secret`",
-        )
-
-
-def _secrets(ctx: typer.Context, secret_file: Path | None) -> list[str]:
-    """The configured webhook secret(s); no secret is an input problem here (exit 2)."""
+def _secrets(ctx: typer.Context, secret_file: Path | None, argv_value: str | None
+             ) -> list[str]:
+    """The configured webhook secret(s), refusing one typed on the command line."""
     from cloudchat_cli.core import credentials
-    from cloudchat_cli.core.errors import CredentialsError, UsageError
-    from cloudchat_cli.services.webhooks.signature import split_secrets
 
-    session = ctx.obj
-    profile, _ = session.profile()
-    try:
-        secret = credentials.resolve_secret(
-            credentials.WEBHOOK_SECRET, profile, file_flag=secret_file, env=session.env)
-    except CredentialsError as exc:
-        raise UsageError(exc.message, hint=exc.hint) from None
-    for warning in secret.warnings:
-        console.warn(warning)
-    return split_secrets(secret.value)
+    credentials.refuse_argv_secret(credentials.WEBHOOK_SECRET, argv_value)
+    return ctx.obj.webhook_secrets(secret_file)
 
 
 def _read_body(body_file: str | None) -> bytes:
@@ -115,13 +94,12 @@ def verify_cmd(
     from cloudchat_cli.core.errors import ExitCode, UsageError
     from cloudchat_cli.services.webhooks import verifying
 
-    _refuse_secret_value(secret)
     modes = sum(x is not None for x in (request, directory)) + (
         1 if body_file is not None or signature is not None else 0)
     if modes != 1:
         raise UsageError("give exactly one of: BODY_FILE --signature SIG, --request FILE, "
                          "--dir DIR")
-    secrets = _secrets(ctx, secret_file)
+    secrets = _secrets(ctx, secret_file, secret)
     if directory is not None:
         results = verifying.verify_dir(directory, secrets, max_age=max_age)
         _show_dir(results, json_out)
@@ -184,8 +162,7 @@ def sign_cmd(
     """Print the X-CloudChat-Signature for a body (to test a receiver by hand)."""
     from cloudchat_cli.services.webhooks.signature import sign
 
-    _refuse_secret_value(secret)
-    secrets = _secrets(ctx, secret_file)
+    secrets = _secrets(ctx, secret_file, secret)
     typer.echo(sign(secrets[0], _read_body(body_file)))
 
 
@@ -213,8 +190,7 @@ def trigger_cmd(
     from cloudchat_cli.services.webhooks import events
     from cloudchat_cli.services.webhooks.delivery import deliver, webhook_headers
 
-    _refuse_secret_value(secret)
-    secrets = _secrets(ctx, secret_file)
+    secrets = _secrets(ctx, secret_file, secret)
     body_obj = events.build_event(event, channel=parse_channel(channel), sets=sets)
     body = json.dumps(body_obj, ensure_ascii=False).encode()
 
@@ -292,14 +268,16 @@ def listen_cmd(
     from cloudchat_cli.output.webhooks import DeliveryPrinter
     from cloudchat_cli.services.webhooks.listener import ListenConfig, Listener
 
-    _refuse_secret_value(secret)
     if path is not None and not path.startswith("/"):
         path = "/" + path
     secrets: list[str] = []
     if no_verify:
+        from cloudchat_cli.core import credentials
+
+        credentials.refuse_argv_secret(credentials.WEBHOOK_SECRET, secret)
         console.warn("--no-verify: events are accepted without checking their signature")
     else:
-        secrets = _secrets(ctx, secret_file)
+        secrets = _secrets(ctx, secret_file, secret)
     config = ListenConfig(host=host, port=port, path=path, secrets=secrets,
                           verify=not no_verify, max_body=max_body, save_dir=save,
                           forward_to=forward_to, exec_cmd=exec_cmd, read_timeout=read_timeout,

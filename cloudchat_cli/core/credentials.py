@@ -354,6 +354,19 @@ def delete_secret(
     return removed
 
 
+def refuse_argv_secret(kind: Kind, value: str | None) -> None:
+    """A secret typed as an argument is refused (never echoed: it is already in `ps` and the
+    shell history, so the hint suggests rotating it)."""
+    if value is None:
+        return
+    raise UsageError(
+        f"the {kind.label} is never taken on the command line (it would show in `ps` and your "
+        "shell history)",
+        hint=f"use {kind.file_flag} PATH, {kind.env}, or `{kind.set_command}` (which reads a "
+        "hidden prompt or stdin); consider rotating the one you just typed",
+    )
+
+
 def read_secret_from_user(kind: Kind, *, stdin=None, prompt: bool | None = None) -> str:
     """Read a secret: a hidden prompt on a TTY, else one line from stdin. Never from argv."""
     stdin = stdin or sys.stdin

@@ -98,6 +98,22 @@ class Session:
             self.warn(warning)
         return secret
 
+    def webhook_secrets(self, secret_file: str | None = None) -> list[str]:
+        """The webhook secret(s) (several during a rotation). None is an input problem for
+        the commands that need one (exit 2), not an auth failure."""
+        from cloudchat_cli.core.errors import CredentialsError, UsageError
+        from cloudchat_cli.services.webhooks.signature import split_secrets
+
+        profile, _ = self.profile()
+        try:
+            secret = credentials.resolve_secret(
+                credentials.WEBHOOK_SECRET, profile, file_flag=secret_file, env=self.env)
+        except CredentialsError as exc:
+            raise UsageError(exc.message, hint=exc.hint) from None
+        for warning in secret.warnings:
+            self.warn(warning)
+        return split_secrets(secret.value)
+
     # --- the embedded sandbox and the client -----------------------------------------------
 
     def sandbox(self) -> SandboxServer:
