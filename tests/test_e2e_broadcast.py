@@ -221,3 +221,37 @@ def test_empty_and_directory_inputs_exit_2(tmp_path, env):
     for target, message in ((tmp_path / "empty.csv", "is empty"), (tmp_path, "is a directory")):
         proc = run_cli("--sandbox", "broadcast", str(target), "-t", "x", "-y", env=env)
         assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_options_template_file_to_column_delimiter_duplicates_and_logs(tmp_path, env,
+                                                                       sandbox_factory):
+    box = sandbox_factory("--rate-limit", "1000", "--rate-window", "1", "-q")
+    path = tmp_path / "pipes.csv"
+    path.write_text("phone|name\n6281234567891|Ani\n6281234567891|Ani\n6281234567892|Budi\n")
+    template = tmp_path / "pesan.txt"
+    template.write_text("Halo {name}, {{promo}} hari ini\n")
+    cenv = bc_env(env, box)
+    base = ["broadcast", str(path), "--template-file", str(template), "--to-column", "phone",
+            "--delimiter", "|", "-y"]
+    first = run_cli(*base, "--log-every", "1", env=cenv)
+    assert first.returncode == 0, first.stderr
+    assert "1 duplicate(s) skipped" in first.stderr
+    assert "2/2: 2 sent" in first.stderr  # a plain log line per row without a TTY
+    texts = [r["request"]["text"] for r in box.records()]
+    assert texts == ["Halo Ani, {promo} hari ini", "Halo Budi, {promo} hari ini"]
+    quiet = run_cli(*base, "--allow-duplicates", "--journal", str(tmp_path / "j2"), "-q",
+                    env=cenv)
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+    assert len(box.records()) == 5  # all three rows, the duplicate included
+
+
+def test_retry_unknown_resends_rows_whose_outcome_was_unknown(tmp_path, env, sandbox_factory):
+    box = sandbox_factory("--drop-rate", "1", "-q")  # every request: read, then hung up on
+    path = make_csv(tmp_path, 2)
+    journal = tmp_path / "j.sqlite3"
+    args = ["broadcast", str(path), "-t", TEMPLATE, "-y", "--journal", str(journal)]
+    assert run_cli(*args, env=bc_env(env, box)).returncode == 8
+    box2 = sandbox_factory("--rate-limit", "1000", "--rate-window", "1", "-q")
+    again = run_cli(*args, "--retry-unknown", env=bc_env(env, box2))
+    assert again.returncode == 0 and "Resending 2 unknown row(s)" in again.stderr
+    assert len(box2.records()) == 2

@@ -184,14 +184,16 @@ def _preflight(info, tmpl, options, jr, quiet: bool) -> None:
 
 
 def _resume_notes(jr, retry_failed: bool, retry_unknown: bool, quiet: bool) -> None:
-    crashed = jr.recover_crashed()
-    if crashed and not quiet:
-        console.warn(f"{crashed} row(s) were being sent when the last run stopped; they are "
-                     "marked unknown (--retry-unknown resends them)")
-    states = (["failed"] if retry_failed else []) + (["unknown"] if retry_unknown else [])
-    requeued = jr.requeue(states)
-    if requeued and not quiet:
-        console.info(f"Resending {requeued} {' and '.join(states)} row(s).")
+    from cloudchat_cli.services.broadcast import service
+
+    resumed = service.resume(jr, retry_failed=retry_failed, retry_unknown=retry_unknown)
+    if quiet:
+        return
+    if resumed.crashed:
+        console.warn(f"{resumed.crashed} row(s) were being sent when the last run stopped; "
+                     "they are marked unknown (--retry-unknown resends them)")
+    if resumed.requeued:
+        console.info(f"Resending {resumed.requeued} {' and '.join(resumed.states)} row(s).")
 
 
 def _show_invalid(plan) -> None:

@@ -79,6 +79,20 @@ def open_journal(
     return opened
 
 
+@dataclass
+class Resumed:
+    crashed: int  # rows left in `sending` by the last run, now `unknown`
+    requeued: int
+    states: list[str]
+
+
+def resume(journal: Journal, *, retry_failed: bool, retry_unknown: bool) -> Resumed:
+    """Settle what the last run left behind, then queue what the user asked to resend."""
+    crashed = journal.recover_crashed()
+    states = (["failed"] if retry_failed else []) + (["unknown"] if retry_unknown else [])
+    return Resumed(crashed, journal.requeue(states), states)
+
+
 def write_report(journal: Journal, path: Path) -> int:
     """Write the per-row report atomically (temp file + rename); return the number of rows."""
     path = Path(path)
