@@ -112,6 +112,65 @@ def test_send_with_env_key_does_not_import_keyring(env, sandbox):
     assert sandbox.statuses() == [201]
 
 
+EXIT_CHECK = textwrap.dedent("""
+    import atexit, sys, threading
+    from cloudchat_cli.entry import exit_now
+
+    class Teardown:
+        def __del__(self):
+            sys.stdout.write(" torn down")
+
+    witness = Teardown()  # only interpreter teardown would delete it
+    atexit.register(lambda: sys.stdout.write(" atexit ran"))
+    sys.stdout.write("buffered output")
+    mode = sys.argv[1]
+    if mode == "thread":
+        stop = threading.Event()
+        worker = threading.Thread(target=stop.wait)
+        worker.start()
+        try:
+            exit_now(4)
+        except SystemExit as exc:
+            sys.stdout.write(f" SystemExit({exc.code})")
+            stop.set()
+            raise
+    exit_now({"int": 4, "none": None, "text": "boom"}[mode])
+""")
+
+
+@pytest.mark.parametrize(("mode", "status", "stdout", "stderr"), [
+    ("int", 4, "buffered output atexit ran", ""),
+    ("none", 0, "buffered output atexit ran", ""),
+    ("text", 1, "buffered output atexit ran", "boom\n"),
+])
+def test_exit_now_skips_teardown_but_not_atexit_or_buffers(env, mode, status, stdout, stderr):
+    proc = subprocess.run([sys.executable, "-c", EXIT_CHECK, mode], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (status, stdout, stderr)
+
+
+def test_exit_now_waits_the_ordinary_way_for_live_threads(env):
+    proc = subprocess.run([sys.executable, "-c", EXIT_CHECK, "thread"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 4
+    assert proc.stdout.startswith("buffered output SystemExit(4) atexit ran")
+
+
+def test_steady_gc_restores_default_thresholds_and_freezes_startup_heap(env):
+    code = ("import gc; from cloudchat_cli import entry; default = gc.get_threshold(); "
+            "gc.set_threshold(entry.STARTUP_GC_THRESHOLD); entry.steady_gc(); "
+            "print(gc.get_threshold() == default, gc.get_freeze_count() > 0)")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.stdout.split() == ["True", "True"], proc.stderr
+
+
+def test_piped_output_survives_the_fast_exit(env, sandbox):
+    env = {**env, "CLOUDCHAT_BASE_URL": sandbox.base_url, "CLOUDCHAT_API_KEY": TEST_KEY}
+    proc = run_cli("send", "6281234567890", "Halo", "--json", env=env)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["id"] == sandbox.records()[0]["id"]
+
+
 @pytest.mark.e2e
 def test_api_command(env, sandbox):
     cenv = {**env, "CLOUDCHAT_BASE_URL": sandbox.base_url, "CLOUDCHAT_API_KEY": TEST_KEY}

@@ -12,6 +12,7 @@ import typer
 
 from cloudchat_cli.commands._groups import default_group
 from cloudchat_cli.commands.completion import complete_channel
+from cloudchat_cli.entry import steady_gc
 from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
@@ -94,6 +95,7 @@ def run(
     json_out: bool = typer.Option(False, "--json", help="Print the final counts as JSON."),
 ) -> None:
     """Send one message per CSV row (resumable; never sends a row twice)."""
+    steady_gc()
     from cloudchat_cli.services.broadcast import plan as planning
     from cloudchat_cli.services.broadcast import service
 

@@ -9,6 +9,7 @@ import typer
 
 from cloudchat_cli.commands._groups import default_group
 from cloudchat_cli.commands.completion import complete_channel
+from cloudchat_cli.entry import steady_gc
 from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
@@ -74,6 +75,7 @@ def sandbox(
         min=0.0),
 ) -> None:
     """Run a local CloudChat API emulator (no account needed)."""
+    steady_gc()
     from cloudchat_cli.core.errors import Interrupted, UsageError
     from cloudchat_cli.sandbox.server import SandboxConfig, SandboxServer
 

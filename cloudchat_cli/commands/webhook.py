@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from cloudchat_cli.commands.completion import complete_channel
+from cloudchat_cli.entry import steady_gc
 from cloudchat_cli.output import console
 
 app = typer.Typer(
@@ -264,6 +265,7 @@ def listen_cmd(
     json_out: bool = typer.Option(False, "--json", help="One JSON object per event on stdout."),
 ) -> None:
     """Receive CloudChat events: verify, deduplicate, show, save and forward them."""
+    steady_gc()
     from cloudchat_cli.core.errors import Interrupted, UsageError
     from cloudchat_cli.output.webhooks import DeliveryPrinter
     from cloudchat_cli.services.webhooks.listener import ListenConfig, Listener

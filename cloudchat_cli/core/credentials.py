@@ -12,7 +12,6 @@ import re
 import stat
 import sys
 import threading
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,6 +206,8 @@ def keyring_get(kind: Kind, profile: str, env: Mapping[str, str]) -> tuple[str |
 
 
 def _read_credentials_file(path: Path) -> dict[str, Any]:
+    import tomllib  # only --insecure-storage users have this file
+
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
