@@ -79,7 +79,8 @@ LAZY_CHECK = textwrap.dedent("""
         main(sys.argv[1:])
     except SystemExit:
         pass
-    heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("httpx", "keyring", "sqlite3")
+    heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("httpx", "httpcore", "h11", "keyring",
+                                                          "sqlite3")
                    or m.startswith("cloudchat_cli.sandbox"))
     print("HEAVY=" + ",".join(heavy), file=sys.stderr)
 """)
@@ -109,6 +110,7 @@ def test_send_with_env_key_does_not_import_keyring(env, sandbox):
     heavy = loaded_heavy(env, "send", "6281234567890", "Halo", "-q")
     assert "httpx" in heavy  # it did send…
     assert not [m for m in heavy if m.startswith("keyring")]  # …without touching the keyring
+    assert not [m for m in heavy if m.startswith(("httpcore", "h11"))]  # …over core/wire.py
     assert sandbox.statuses() == [201]
 
 

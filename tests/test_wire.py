@@ -1,0 +1,251 @@
+"""The http.client transport under the API client, against real sockets on 127.0.0.1."""
+
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from cloudchat_cli.core.wire import StdlibTransport
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}"
+
+
+def read_request(conn: socket.socket, buf: bytearray) -> bytes | None:
+    """One request (headers and Content-Length body) from ``conn``; None at EOF."""
+    while b"\r\n\r\n" not in buf:
+        data = conn.recv(65536)
+        if not data:
+            return None
+        buf += data
+    head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(rest) < length:
+        rest += conn.recv(65536)
+    buf[:] = rest[length:]
+    return head + b"\r\n\r\n" + rest[:length]
+
+
+class Scripted:
+    """A TCP server running ``handler(conn, server)`` for each connection it accepts."""
+
+    def __init__(self, handler: Callable[[socket.socket, "Scripted"], None],
+                 wrap: ssl.SSLContext | None = None):
+        self.handler = handler
+        self.wrap = wrap
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            if self.wrap is not None:
+                conn = self.wrap.wrap_socket(conn, server_side=True)
+            self.handler(conn, self)
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            conn.close()
+            self.closed.set()
+
+    def url(self, scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}/api/public/v1/messages?x=1"
+
+    def stop(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture
+def server():
+    made: list[Scripted] = []
+
+    def make(handler, wrap=None) -> Scripted:
+        made.append(Scripted(handler, wrap))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+def keep_alive(conn, srv):
+    buf = bytearray()
+    while (request := read_request(conn, buf)) is not None:
+        srv.requests.append(request)
+        conn.sendall(OK)
+
+
+def client(**kw) -> httpx.Client:
+    return httpx.Client(transport=StdlibTransport(**kw), timeout=5)
+
+
+def test_keep_alive_reuses_one_connection_and_sends_exact_request(server):
+    srv = server(keep_alive)
+    with client() as http:
+        for i in range(3):
+            r = http.post(srv.url(), json={"n": i}, headers={"Authorization": "Bearer k"})
+            assert (r.status_code, r.json()) == (200, {"ok": True})
+    assert srv.connections == 1
+    first = srv.requests[0]
+    assert first.startswith(b"POST /api/public/v1/messages?x=1 HTTP/1.1\r\n")
+    assert b"\r\nHost: 127.0.0.1:" in first and b"\r\nAuthorization: Bearer k\r\n" in first
+    assert first.endswith(b'\r\n\r\n{"n":0}')
+    assert first.lower().count(b"\r\nhost:") == 1  # httpx's header, not a second one
+
+
+def test_connection_closed_by_the_server_while_idle_is_not_reused(server):
+    def one_request_then_close(conn, srv):
+        read_request(conn, bytearray())
+        conn.sendall(OK)  # says keep-alive (HTTP/1.1), then closes anyway: an idle timeout
+
+    srv = server(one_request_then_close)
+    with client() as http:
+        assert http.get(srv.url()).status_code == 200
+        assert srv.closed.wait(5)
+        # Reusing the dead socket would fail *after* sending: "outcome unknown" for a new request.
+        assert http.get(srv.url()).status_code == 200
+    assert srv.connections == 2
+
+
+def test_chunked_body_duplicate_and_latin1_headers(server):
+    def chunked(conn, srv):
+        read_request(conn, bytearray())
+        conn.sendall(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nX-A: 2\r\n"
+                     b"X-Name: Jos\xe9\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+
+    srv = server(chunked)
+    with client() as http:
+        r = http.get(srv.url())
+    assert (r.status_code, r.content) == (201, b"abcde")
+    assert r.headers.get_list("x-a") == ["1", "2"]
+    assert r.headers.raw[-1] == (b"X-Name", b"Jos\xe9")
+
+
+def test_nothing_sent_errors(server):
+    free = socket.create_server(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()  # nothing listens here now
+    with client() as http, pytest.raises(httpx.ConnectError):
+        http.get(f"http://127.0.0.1:{port}/")
+    with client() as http, pytest.raises(httpx.UnsupportedProtocol):
+        http.get("ftp://127.0.0.1/")
+
+
+@pytest.mark.parametrize(("reply", "error"), [
+    (b"", httpx.RemoteProtocolError),  # closed without answering
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789", httpx.RemoteProtocolError),
+    (b"NOT HTTP AT ALL\r\n\r\n", httpx.RemoteProtocolError),
+    (None, httpx.ReadTimeout),  # headers never come
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123", httpx.ReadTimeout),  # body stalls
+])
+def test_request_sent_then_failure_is_a_read_side_error(server, reply, error):
+    release = threading.Event()
+
+    def answer(conn, srv):
+        read_request(conn, bytearray())
+        if reply is None or reply.endswith(b"0123"):
+            conn.sendall(reply or b"")
+            release.wait(10)  # stall until the client gave up
+        else:
+            conn.sendall(reply)
+
+    srv = server(answer)
+    try:
+        with httpx.Client(transport=StdlibTransport(), timeout=0.3) as http, pytest.raises(error):
+            http.post(srv.url(), content=b"{}")
+    finally:
+        release.set()
+
+
+def test_early_stop_discards_the_connection_instead_of_reusing_it(server):
+    def big(conn, srv):
+        buf = bytearray()
+        while read_request(conn, buf) is not None:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n" + b"x" * 300000)
+
+    srv = server(big)
+    with client() as http:
+        for _ in range(2):
+            with http.stream("GET", srv.url()) as r:
+                next(r.iter_raw())  # read a part, then stop: the rest is still on the socket
+    assert srv.connections == 2
+
+
+def test_threads_share_one_transport(server):
+    srv = server(keep_alive)
+    failures: list[BaseException] = []
+    with client(max_idle=8) as http:
+
+        def worker():
+            try:
+                for _ in range(20):
+                    assert http.get(srv.url()).json() == {"ok": True}
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not failures
+        assert len(srv.requests) == 160
+        assert srv.connections <= 8  # at most one per thread, each reused
+
+
+def test_idle_connections_are_capped(server):
+    srv = server(keep_alive)
+    transport = StdlibTransport(max_idle=1)
+    with httpx.Client(transport=transport, timeout=5) as http:
+        with http.stream("GET", srv.url()) as a, http.stream("GET", srv.url()) as b:
+            a.read()
+            b.read()
+        assert srv.connections == 2
+        assert [len(v) for v in transport._idle.values()] == [1]
+        http.get(srv.url())
+        assert srv.connections == 2  # the kept one was reused
+
+
+@pytest.fixture
+def tls_files(tmp_path):
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return key, cert
+
+
+def test_https_verifies_the_certificate(server, tls_files):
+    key, cert = tls_files
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    srv = server(keep_alive, wrap=server_ctx)
+    with client() as http, pytest.raises(httpx.ConnectError, match="certificate not trusted"):
+        http.get(srv.url("https"))  # the default trust store does not know this certificate
+    trusted = ssl.create_default_context(cafile=str(cert))
+    with client(ssl_context=trusted) as http:
+        assert http.get(srv.url("https")).json() == {"ok": True}
+        assert http.get(srv.url("https")).json() == {"ok": True}
+    assert srv.connections == 2  # one refused handshake, one reused TLS connection
