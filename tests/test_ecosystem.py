@@ -79,8 +79,8 @@ LAZY_CHECK = textwrap.dedent("""
         main(sys.argv[1:])
     except SystemExit:
         pass
-    heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("httpx", "httpcore", "h11", "keyring",
-                                                          "sqlite3")
+    heavy = sorted(m for m in sys.modules
+                   if m.split(".")[0] in ("httpx", "httpcore", "h11", "keyring", "sqlite3")
                    or m.startswith("cloudchat_cli.sandbox"))
     print("HEAVY=" + ",".join(heavy), file=sys.stderr)
 """)
@@ -147,7 +147,7 @@ EXIT_CHECK = textwrap.dedent("""
 ])
 def test_exit_now_skips_teardown_but_not_atexit_or_buffers(env, mode, status, stdout, stderr):
     proc = subprocess.run([sys.executable, "-c", EXIT_CHECK, mode], env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60)
     assert (proc.returncode, proc.stdout, proc.stderr) == (status, stdout, stderr)
 
 

@@ -12,6 +12,8 @@ import pytest
 
 from cloudchat_cli.core.wire import StdlibTransport
 
+from .conftest import TEST_KEY, run_cli
+
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}"
 
 
@@ -249,3 +251,19 @@ def test_https_verifies_the_certificate(server, tls_files):
         assert http.get(srv.url("https")).json() == {"ok": True}
         assert http.get(srv.url("https")).json() == {"ok": True}
     assert srv.connections == 2  # one refused handshake, one reused TLS connection
+
+
+def test_send_honours_a_proxy_from_the_environment(server, env):
+    def proxy(conn, srv):
+        srv.requests.append(read_request(conn, bytearray()))
+        body = b'{"id":"msg_via_proxy","status":"queued","channel":"whatsapp"}'
+        conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    srv = server(proxy)
+    env = {**env, "HTTP_PROXY": f"http://127.0.0.1:{srv.port}", "CLOUDCHAT_API_KEY": TEST_KEY,
+           "CLOUDCHAT_BASE_URL": "http://api.cloudchat.invalid/api/public/v1"}
+    proc = run_cli("send", "6281234567890", "Halo", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert srv.requests[0].startswith(
+        b"POST http://api.cloudchat.invalid/api/public/v1/messages HTTP/1.1\r\n")

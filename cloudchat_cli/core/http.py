@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from cloudchat_cli.core.wire import StdlibTransport
 
 USER_AGENT = f"cloudchat-cli/{__version__}"
 MAX_BODY = 1024 * 1024  # what we read of any response; the rest is discarded
+PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
 SECRET_HEADERS = {"authorization", "x-cloudchat-signature", "cookie", "set-cookie"}
 
 Notify = Callable[[str, dict[str, Any]], None]
@@ -88,10 +90,9 @@ class ApiClient:
                 "Accept": "application/json",
             },
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            # http.client underneath instead of httpcore: ~15 ms less per run (core/wire.py)
-            transport=transport or StdlibTransport(max_idle=8),
-            # Only a proxy from the environment still gets httpx's own transport; loading its
-            # CA bundle costs ~40 ms, which a plain-HTTP base URL (the sandbox) never needs.
+            transport=transport or _default_transport(),
+            # For httpx's own transport (behind a proxy): its CA bundle costs ~40 ms to load,
+            # which a plain-HTTP base URL (the sandbox) never needs. https:// always verifies.
             verify=self.base_url.startswith("https://"),
             follow_redirects=False,
         )
@@ -288,6 +289,14 @@ class ApiClient:
             self.debug(f"← {key}: {value}")
         if response.body:
             self.debug(f"← {one_line(response.body.decode('utf-8', 'replace'), 2000)}")
+
+
+def _default_transport() -> httpx.BaseTransport | None:
+    """http.client underneath (~15 ms less per run than httpcore, core/wire.py), unless a proxy
+    is configured: httpx applies HTTP(S)_PROXY, ALL_PROXY and NO_PROXY only with its own."""
+    if any(os.environ.get(v) or os.environ.get(v.lower()) for v in PROXY_VARS):
+        return None
+    return StdlibTransport(max_idle=8)
 
 
 def _reason(exc: Exception) -> str:
