@@ -234,6 +234,32 @@ def test_listen_verifies_dedupes_saves_and_verify_dir(tmp_path, wenv, listener_f
     assert lis.stop() == 0
 
 
+def test_listen_answers_500_when_the_save_fails_and_takes_the_retry(tmp_path, listener_factory):
+    from cloudchat_cli.services.webhooks.store import event_key
+
+    events_dir = tmp_path / "events"
+    lis = listener_factory("--save", str(events_dir))
+    blocker = events_dir / f"{event_key('evt_blocked', b'')}.json"
+    blocker.mkdir()  # the event's file cannot be created: the disk "refuses" this save
+    first = lis.post(event_body("evt_blocked"))
+    assert first.status_code == 500 and "could not save the event" in first.json()["error"]
+    assert "500 rejected" in lis.error_line("could not save the event")
+    assert lis.post(event_body("evt_fine")).status_code == 200  # others are unaffected
+    assert lis.event()["status"] == "accepted"
+    blocker.rmdir()
+    retry = lis.post(event_body("evt_blocked"))  # CloudChat retries the 500: not a duplicate
+    assert retry.status_code == 200 and retry.json()["status"] == "ok"
+    assert lis.event()["status"] == "accepted"
+    assert json.loads(blocker.read_text())["id"] == "evt_blocked"
+
+
+def test_listen_verifies_a_large_body_off_the_event_loop(listener_factory):
+    lis = listener_factory("--max-body", str(4 * 1024 * 1024))
+    body = event_body(text="x" * (3 * 1024 * 1024))
+    assert lis.post(body).status_code == 200
+    assert lis.post(body, sig=sign("whsec_wrong_000000000000", body)).status_code == 401
+
+
 @pytest.mark.parametrize(("kind", "status"), [
     ("no signature", 401), ("bad signature", 401), ("not json", 400), ("too big", 413),
     ("get", 405), ("max body exactly", 200), ("one over max body", 413),

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import shutil
 import subprocess
+import threading
 
 import pytest
 
@@ -17,7 +18,13 @@ from cloudchat_cli.services.webhooks.signature import (
     split_secrets,
     verify,
 )
-from cloudchat_cli.services.webhooks.store import EventStore, event_key
+from cloudchat_cli.services.webhooks.store import (
+    EventStore,
+    Flusher,
+    PendingSave,
+    event_key,
+    write_batch,
+)
 from cloudchat_cli.services.webhooks.verifying import verify_body
 
 SECRET = "whsec_unit_0123456789abcdef"
@@ -163,3 +170,36 @@ def test_saved_bodies_round_trip_byte_exact(tmp_path):
         store.save(f"k{i}", body, {"received_at": i})
     assert [e.body for e in store.load_all()] == [BODY.replace(b",", b",\r\n"),
                                                   b"\xff\xfe binary", "é✓".encode()]
+
+
+def test_write_batch_saves_what_it_can_and_reports_the_rest(tmp_path):
+    good = PendingSave(tmp_path / "good.json", b'{"a": 1}\n')
+    (tmp_path / "bad.json").mkdir()
+    bad = PendingSave(tmp_path / "bad.json", b"{}\n")
+    missing = PendingSave(tmp_path / "no" / "such.json", b"{}\n")
+    write_batch(tmp_path, [good, bad, missing])
+    assert good.error is None and good.path.read_bytes() == b'{"a": 1}\n'
+    assert isinstance(bad.error, IsADirectoryError)
+    assert isinstance(missing.error, FileNotFoundError)
+
+
+def test_flusher_batches_what_waits_and_drains_on_close(tmp_path):
+    store = EventStore(tmp_path)
+    batches: list[list[str]] = []
+    first_done, release = threading.Event(), threading.Event()
+
+    def on_done(batch):
+        batches.append([item.token for item in batch])
+        first_done.set()
+        release.wait(10)  # hold the thread: everything submitted meanwhile must form one batch
+
+    flusher = store.flusher(on_done)
+    flusher.submit(store.pending("k0", b"{}", {}, token=0))
+    assert first_done.wait(10)
+    for i in range(1, 6):
+        flusher.submit(store.pending(f"k{i}", b"{}", {}, token=i))
+    release.set()
+    flusher.close()
+    assert batches == [[0], [1, 2, 3, 4, 5]]
+    assert store.keys() == {f"k{i}" for i in range(6)}
+    assert isinstance(flusher, Flusher)

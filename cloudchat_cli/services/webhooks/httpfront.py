@@ -1,10 +1,11 @@
-"""The listener's HTTP front end: asyncio for the sockets, a thread pool for verify + fsync.
+"""The listener's HTTP front end: asyncio for the sockets and the checks, one thread for saving.
 
 ``http.server`` starts a thread per connection; under 50 concurrent deliveries that, plus its
 header parsing, capped the listener near 1,000 deliveries/s with a p99 acknowledgement of
 55-65 ms (bench/listener.py). Here one event loop reads requests (a stalled client costs a
-coroutine, not a thread) and hands the body to ``Listener.handle`` on a small pool, where the
-blocking verify-and-save runs; measured p99 dropped to 35-50 ms at 1,400-2,000/s.
+coroutine, not a thread) and verifies them; with ``--save`` the accepted events go to the
+store's ``Flusher``, which writes and fsyncs them in batches and wakes the loop once per batch.
+Nothing that can block on the disk runs on the loop.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import signal
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cloudchat_cli.services.webhooks.listener import Delivery, Listener
+    from cloudchat_cli.services.webhooks.store import Flusher, PendingSave
 
 MAX_HEADER_BYTES = 64 * 1024
+CHECK_ON_LOOP = 64 * 1024  # bodies up to this size are verified on the loop (~30 us each)
 
 
 class _Reject(Exception):
@@ -53,7 +55,7 @@ class AsyncFront:
     def __init__(self, listener: Listener, sock: socket.socket):
         self.listener = listener
         self.sock = sock
-        self._pool = ThreadPoolExecutor(32, thread_name_prefix="deliver")
+        self._flusher: Flusher | None = None
         self._tasks: set[asyncio.Task] = set()
         self._stop: asyncio.Event | None = None
 
@@ -69,11 +71,13 @@ class AsyncFront:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            self._pool.shutdown(wait=True)
 
     async def _main(self, signals: tuple[int, ...]) -> None:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        if self.listener.store is not None:
+            self._flusher = self.listener.store.flusher(
+                lambda batch: loop.call_soon_threadsafe(self._saved, batch))
         if threading.current_thread() is threading.main_thread():
             for sig in signals:
                 loop.add_signal_handler(sig, self._stop.set)
@@ -85,6 +89,15 @@ class AsyncFront:
             server.close()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._flusher is not None:
+            self._flusher.close()
+
+    @staticmethod
+    def _saved(batch: list[PendingSave]) -> None:
+        for item in batch:
+            future: asyncio.Future = item.token
+            if not future.done():
+                future.set_result(item.error)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -155,15 +168,31 @@ class AsyncFront:
         except asyncio.IncompleteReadError:
             self._report(400, "body was cut short")
             return
-        loop = asyncio.get_running_loop()
-        delivery: Delivery = await loop.run_in_executor(
-            self._pool, self.listener.handle, body, headers)
+        delivery = await self._deliver(body, headers)
         self.listener.on_delivery(delivery)
         if delivery.status == 200:
             payload = {"status": "duplicate" if delivery.outcome == "duplicate" else "ok"}
         else:
             payload = {"error": delivery.reason}
         await self._answer(writer, delivery.status, payload)
+
+    async def _deliver(self, body: bytes, headers: dict[str, str]) -> Delivery:
+        from cloudchat_cli.services.webhooks.listener import Delivery
+
+        if len(body) <= CHECK_ON_LOOP:
+            checked = self.listener.check(body, headers)
+        else:  # HMAC + JSON of a large body would hold up every other connection
+            checked = await asyncio.get_running_loop().run_in_executor(
+                None, self.listener.check, body, headers)
+        if isinstance(checked, Delivery):
+            return checked
+        if self._flusher is None:
+            return self.listener.finish(checked)
+        done = asyncio.get_running_loop().create_future()
+        item = self.listener.to_save(checked, done)
+        self._flusher.submit(item)
+        error = await asyncio.shield(done)  # a client hanging up does not undo the save
+        return self.listener.finish(checked, item.path, error)
 
     @staticmethod
     async def _answer(writer: asyncio.StreamWriter, status: int, payload: dict) -> None:

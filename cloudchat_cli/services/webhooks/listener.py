@@ -24,7 +24,7 @@ from cloudchat_cli.services.webhooks import events
 from cloudchat_cli.services.webhooks.delivery import deliver
 from cloudchat_cli.services.webhooks.httpfront import AsyncFront, bind
 from cloudchat_cli.services.webhooks.signature import HEADER, SignatureFormatError, verify
-from cloudchat_cli.services.webhooks.store import EventStore, event_key
+from cloudchat_cli.services.webhooks.store import EventStore, PendingSave, event_key
 
 FORWARD_HEADERS = {"content-type": "Content-Type", "x-cloudchat-signature": HEADER,
                    "x-cloudchat-event": "X-CloudChat-Event", "user-agent": "User-Agent"}
@@ -60,6 +60,19 @@ class Delivery:
 
 
 @dataclass
+class Accepted:
+    """A verified, new event on its way to being saved and acknowledged."""
+
+    received_at: float
+    key: str
+    body: bytes
+    headers: dict[str, str]
+    event: dict[str, Any]
+    event_id: str | None
+    verified: bool
+
+
+@dataclass
 class Job:
     key: str
     body: bytes
@@ -69,7 +82,8 @@ class Job:
 
 
 class Listener:
-    """A threaded HTTP server plus one worker for forwarding and ``--exec``."""
+    """An asyncio HTTP front end, a thread saving events in batches (``--save``), and one
+    worker for forwarding and ``--exec``."""
 
     def __init__(
         self,
@@ -113,7 +127,12 @@ class Listener:
 
     # --- per request -----------------------------------------------------------------------
 
-    def handle(self, body: bytes, headers: dict[str, str]) -> Delivery:
+    def check(self, body: bytes, headers: dict[str, str]) -> Delivery | Accepted:
+        """Verify, parse and deduplicate one delivery: the final answer, or an event to save.
+
+        CPU only (HMAC, JSON): runs on the front end's event loop. An accepted event is marked
+        seen at once, so a retry arriving while it is being saved is a duplicate.
+        """
         now = time.time()
         cfg = self.config
         verified = False
@@ -140,22 +159,30 @@ class Listener:
         if duplicate:
             return Delivery(now, 200, "duplicate", "already received (a retry)", event,
                             event_id, verified)
-        saved = None
-        if self.store is not None:
-            try:
-                saved = self.store.save(key, body, {
-                    "id": event_id, "received_at": now,
-                    "signature": headers.get(HEADER.lower()),
-                    "headers": {k: v for k, v in headers.items() if k in FORWARD_HEADERS},
-                })
-            except OSError as exc:
-                with self._seen_lock:
-                    self._seen.discard(key)
-                return Delivery(now, 500, "rejected", f"could not save the event: {exc}",
-                                event, event_id, verified)
-        if cfg.forward_to or cfg.exec_cmd:
-            self._jobs.put(Job(key, body, headers, event, saved))
-        return Delivery(now, 200, "accepted", "", event, event_id, verified, saved)
+        return Accepted(now, key, body, headers, event, event_id, verified)
+
+    def to_save(self, accepted: Accepted, token: object = None) -> PendingSave:
+        """The file ``--save`` writes for an accepted event (``self.store`` must be set)."""
+        headers = accepted.headers
+        return self.store.pending(accepted.key, accepted.body, {
+            "id": accepted.event_id, "received_at": accepted.received_at,
+            "signature": headers.get(HEADER.lower()),
+            "headers": {k: v for k, v in headers.items() if k in FORWARD_HEADERS},
+        }, token)
+
+    def finish(self, accepted: Accepted, saved: Path | None = None,
+               error: OSError | None = None) -> Delivery:
+        """The answer for an accepted event once it is saved (or could not be)."""
+        a = accepted
+        if error is not None:
+            with self._seen_lock:
+                self._seen.discard(a.key)  # not saved: CloudChat's retry must be taken again
+            return Delivery(a.received_at, 500, "rejected", f"could not save the event: {error}",
+                            a.event, a.event_id, a.verified)
+        if self.config.forward_to or self.config.exec_cmd:
+            self._jobs.put(Job(a.key, a.body, a.headers, a.event, saved))
+        return Delivery(a.received_at, 200, "accepted", "", a.event, a.event_id, a.verified,
+                        saved)
 
     # --- after the answer: forward and exec --------------------------------------------------
 
