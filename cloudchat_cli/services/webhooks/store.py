@@ -74,7 +74,8 @@ def write_batch(directory: Path, batch: list[PendingSave]) -> None:
     No temp file + rename: on ext4 the rename made each save 7x slower under 50 concurrent
     deliveries (bench/listener.py). A crash mid-write leaves a file without its final newline,
     which ``keys()`` does not count, so CloudChat's retry is saved again. Writing the whole
-    batch before the first fsync lets the filesystem commit them together.
+    batch (and starting its writeback) before the first fsync lets the filesystem commit the
+    batch together: the first fsync does the work and the others find it done.
     """
     fds: list[tuple[PendingSave, int]] = []
     for item in batch:
@@ -90,6 +91,8 @@ def write_batch(directory: Path, batch: list[PendingSave]) -> None:
                 view = view[os.write(fd, view):]
         except OSError as exc:
             item.error = exc
+            continue
+        _start_writeback(fd)
     for item, fd in fds:
         try:
             if item.error is None:
@@ -107,6 +110,20 @@ def write_batch(directory: Path, batch: list[PendingSave]) -> None:
     except OSError as exc:
         for item in batch:
             item.error = item.error or exc
+
+
+def _start_writeback(fd: int) -> None:
+    """Ask the kernel to start writing the file out now (Linux: POSIX_FADV_DONTNEED begins
+    writeback of dirty pages), as PostgreSQL's ``pg_flush_data`` does. Only a hint: the fsync
+    still guarantees durability. Started for the whole batch before the first fsync, the
+    writeback proceeds together: +30-70 % saves/s for batches of 8-50 on ext4 here
+    (bench/saves.py)."""
+    if _FADVISE is not None:
+        with contextlib.suppress(OSError):
+            os.posix_fadvise(fd, 0, 0, _FADVISE)
+
+
+_FADVISE = getattr(os, "POSIX_FADV_DONTNEED", None) if hasattr(os, "posix_fadvise") else None
 
 
 class Flusher:
