@@ -45,7 +45,7 @@ def worker(args: argparse.Namespace) -> None:
     store = SqliteStore(throttle_path(args.key), window=args.window, margin=MARGIN)
     throttle = Throttle(args.limit, args.window, store=store, margin=MARGIN, timeout=30)
     client = ApiClient(args.url, args.key, timeout=30, throttle=throttle,
-                       retry=RetryPolicy(max_retries=8), max_connections=args.threads)
+                       retry=RetryPolicy(max_retries=8))
     body = {"channel": "whatsapp", "to": "6281234567890", "type": "text", "text": "bench"}
     with ThreadPoolExecutor(args.threads) as pool:
         list(pool.map(lambda _: client.request("POST", "messages", json_body=body),
@@ -84,6 +84,8 @@ def scenario(procs: int, latency: float, limit: int, window: float, windows: int
     elapsed = time.monotonic() - started
     sandbox.terminate()
     sandbox.wait()
+    if any(codes):  # a figure from crashed workers would be meaningless
+        raise SystemExit(f"throttle bench: a worker process failed (exit codes {codes})")
     rows = [json.loads(line) for line in record.read_text().splitlines()]
     ok = sorted(r["ts"] for r in rows if r["status"] == 201)
     rtt = latency + 0.005

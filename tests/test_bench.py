@@ -1,0 +1,40 @@
+"""Smoke runs of the bench/ scripts at toy sizes: they must keep working as the code changes.
+
+(The figures themselves are measured by running the scripts, never asserted here.)
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import TEST_KEY
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def run(env, *args, timeout=120):
+    return subprocess.run([sys.executable, *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_throttle_worker_sends_through_the_api_client(env, sandbox):
+    proc = run(env, BENCH / "throttle.py", "--worker", "--url", sandbox.base_url, "--key",
+               TEST_KEY, "--count", "3", "--threads", "2", "--limit", "100", "--window", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert sandbox.statuses() == [201, 201, 201]
+
+
+def test_saves_bench_prints_its_table(env):
+    proc = run(env, BENCH / "saves.py", "--events", "16")
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 1 + 8  # header, thread per event, 4 batch sizes × hint or not
+
+
+def test_listener_bench_measures(env):
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import listener; "
+            "rows = listener.measure(20, 2); "
+            "print([(r['senders'], r['deliveries'], r['ok']) for r in rows])")
+    proc = run(env, "-c", code, BENCH)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[(1, 200, 200), (2, 20, 20)]"
