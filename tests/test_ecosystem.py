@@ -1,6 +1,7 @@
 """Completions, lazy imports, packaging, and `cloudchat api`."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -191,27 +192,55 @@ def test_api_command(env, sandbox):
     assert evil.returncode == 2 and len(sandbox.records()) == 4
 
 
-@pytest.mark.slow
-def test_wheel_builds_and_installs_into_a_fresh_venv(tmp_path, env):
-    dist = tmp_path / "dist"
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    dist = tmp_path_factory.mktemp("dist")
     build = subprocess.run([sys.executable, "-m", "build", "--wheel", "--sdist", "--outdir",
                             str(dist), str(ROOT)], capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr[-2000:]
-    wheel = next(dist.glob("*.whl"))
+    return next(dist.glob("*.whl"))
+
+
+@pytest.mark.slow
+def test_wheel_carries_the_completions(wheel):
     import zipfile
 
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.endswith("share/bash-completion/completions/cloudchat") for n in names)
+    assert any(n.endswith("share/zsh/site-functions/_cloudchat") for n in names)
     assert any(n.endswith("share/fish/vendor_completions.d/cloudchat.fish") for n in names)
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)],
-                             capture_output=True, text=True, timeout=600)
-    assert install.returncode == 0, install.stderr[-2000:]
-    exe = str(venv / "bin" / "cloudchat")
+
+
+def install(how: str, wheel: Path, tmp: Path) -> Path:
+    """Install the wheel the way a user would; return the ``cloudchat`` it put on the PATH."""
+    tools = Path(sys.executable).parent
+    exe = tmp / "bin" / "cloudchat"
+    if how == "venv":
+        subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True)
+        cmd = [str(tmp / "venv" / "bin" / "pip"), "install", "-q", str(wheel)]
+        exe = tmp / "venv" / "bin" / "cloudchat"
+    elif how == "uv":
+        cmd = [str(tools / "uv"), "tool", "install", "-q", str(wheel)]
+    else:
+        cmd = [str(tools / "pipx"), "install", "-q", str(wheel)]
+    if not Path(cmd[0]).exists():
+        pytest.skip(f"{how} is not installed (it comes with the [test] extras)")
+    env = {**os.environ, "UV_TOOL_DIR": str(tmp / "tools"), "UV_TOOL_BIN_DIR": str(tmp / "bin"),
+           "PIPX_HOME": str(tmp / "pipx"), "PIPX_BIN_DIR": str(tmp / "bin")}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return exe
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["venv", "uv", "pipx"])
+def test_wheel_installs_and_works(tmp_path, env, wheel, how):
+    exe = str(install(how, wheel, tmp_path))
     version = subprocess.run([exe, "--version"], capture_output=True, text=True, env=env)
     assert version.returncode == 0 and version.stdout.startswith("cloudchat-cli ")
     sent = subprocess.run([exe, "--sandbox", "send", "6281234567890", "Halo"],
                           capture_output=True, text=True, env=env, timeout=60)
     assert sent.returncode == 0 and "Sent msg_" in sent.stdout
-    assert (venv / "share" / "bash-completion" / "completions" / "cloudchat").exists()
+    if how == "venv":
+        assert (tmp_path / "venv" / "share" / "bash-completion" / "completions" /
+                "cloudchat").exists()
