@@ -11,6 +11,7 @@ Nothing that can block on the disk runs on the loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import socket
@@ -76,21 +77,26 @@ class AsyncFront:
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         if self.listener.store is not None:
-            self._flusher = self.listener.store.flusher(
-                lambda batch: loop.call_soon_threadsafe(self._saved, batch))
+            def saved(batch: list[PendingSave]) -> None:
+                with contextlib.suppress(RuntimeError):  # the loop is already gone
+                    loop.call_soon_threadsafe(self._saved, batch)
+
+            self._flusher = self.listener.store.flusher(saved)
         if threading.current_thread() is threading.main_thread():
             for sig in signals:
                 loop.add_signal_handler(sig, self._stop.set)
-        server = await asyncio.start_server(self._client, sock=self.sock,
-                                            limit=MAX_HEADER_BYTES)
-        async with server:
-            await self._stop.wait()
-            self.listener.on_notice("Stopping: finishing deliveries in flight…")
-            server.close()
-            if self._tasks:
-                await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._flusher is not None:
-            self._flusher.close()
+        try:
+            server = await asyncio.start_server(self._client, sock=self.sock,
+                                                limit=MAX_HEADER_BYTES)
+            async with server:
+                await self._stop.wait()
+                self.listener.on_notice("Stopping: finishing deliveries in flight…")
+                server.close()
+                if self._tasks:
+                    await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            if self._flusher is not None:
+                self._flusher.close()  # whatever was submitted is on disk before we return
 
     @staticmethod
     def _saved(batch: list[PendingSave]) -> None:
