@@ -179,6 +179,16 @@ def test_request_sent_then_failure_is_a_read_side_error(server, reply, error):
         release.set()
 
 
+def test_a_header_that_would_split_the_request_is_refused_before_sending(server):
+    srv = server(keep_alive)
+    transport = StdlibTransport()
+    request = httpx.Request("GET", srv.url(), headers={"X-Ok": "1"})
+    request.headers._list.append((b"x-evil", b"x-evil", b"a\r\nInjected: 1"))  # past httpx
+    with pytest.raises(httpx.LocalProtocolError, match="cannot send this request"):
+        transport.handle_request(request)
+    assert srv.requests == []
+
+
 def test_early_stop_discards_the_connection_instead_of_reusing_it(server):
     def big(conn, srv):
         buf = bytearray()

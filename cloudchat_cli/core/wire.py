@@ -111,6 +111,9 @@ class StdlibTransport(httpx.BaseTransport):
         except OSError as exc:
             conn.close()
             raise httpx.WriteError(_os_reason(exc)) from exc
+        except (ValueError, http.client.HTTPException) as exc:  # e.g. a newline in a header
+            conn.close()
+            raise httpx.LocalProtocolError(f"cannot send this request: {exc}") from exc
         try:
             conn.sock.settimeout(timeouts.get("read"))
             response = conn.getresponse()
