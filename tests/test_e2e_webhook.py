@@ -315,6 +315,26 @@ def test_forward_to_app_up_and_down(tmp_path, wenv, listener_factory, receiver):
     assert check.returncode == 0
 
 
+def test_forward_failure_with_nowhere_to_keep_the_event_is_reported(tmp_path, wenv,
+                                                                      listener_factory, receiver):
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("")  # the state dir cannot be created: the event cannot be kept
+    env = {**wenv, "CLOUDCHAT_STATE_DIR": str(blocked)}
+    lis = listener_factory("--forward-to", receiver.url, "--forward-retry-delays", "0.1,0.1",
+                           env=env)
+    receiver.statuses = [500] * 6
+    assert lis.post(event_body("evt_nowhere")).status_code == 200
+    line = lis.error_line("could not be kept")
+    assert "this event is lost" in line and str(blocked) in line
+    receiver.statuses = []  # the app is back: the listener (and its forward worker) still runs
+    assert lis.post(event_body("evt_after")).status_code == 200
+    assert receiver.requests.get(timeout=10)["body"] == event_body("evt_nowhere")  # 1st try
+    bodies = [receiver.requests.get(timeout=10)["body"] for _ in range(3)]
+    assert event_body("evt_after") in bodies
+    assert lis.stop() == 0
+    assert "Traceback" not in "".join(lis.errors.queue)
+
+
 def test_port_in_use_exit_2(wenv):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

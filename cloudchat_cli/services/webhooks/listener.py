@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudchat_cli.core import paths
+from cloudchat_cli.core.errors import CloudChatError
 from cloudchat_cli.services.webhooks import events
 from cloudchat_cli.services.webhooks.delivery import deliver
 from cloudchat_cli.services.webhooks.httpfront import AsyncFront, bind
@@ -163,12 +164,9 @@ class Listener:
 
     def to_save(self, accepted: Accepted, token: object = None) -> PendingSave:
         """The file ``--save`` writes for an accepted event (``self.store`` must be set)."""
-        headers = accepted.headers
-        return self.store.pending(accepted.key, accepted.body, {
-            "id": accepted.event_id, "received_at": accepted.received_at,
-            "signature": headers.get(HEADER.lower()),
-            "headers": {k: v for k, v in headers.items() if k in FORWARD_HEADERS},
-        }, token)
+        return self.store.pending(accepted.key, accepted.body,
+                                  _meta(accepted.event_id, accepted.received_at,
+                                        accepted.headers), token)
 
     def finish(self, accepted: Accepted, saved: Path | None = None,
                error: OSError | None = None) -> Delivery:
@@ -220,12 +218,15 @@ class Listener:
         """Make sure an event that did not reach the app is on disk, and say where."""
         where = job.saved
         if where is None:
-            store = EventStore(paths.state_dir() / "webhooks" / "undelivered")
-            where = store.save(job.key, job.body, {
-                "id": (job.event or {}).get("id"), "received_at": time.time(),
-                "signature": job.headers.get(HEADER.lower()), "reason": why,
-                "headers": {k: v for k, v in job.headers.items() if k in FORWARD_HEADERS},
-            })
+            directory = paths.state_dir() / "webhooks" / "undelivered"
+            try:
+                where = EventStore(directory).save(job.key, job.body, _meta(
+                    (job.event or {}).get("id"), time.time(), job.headers, reason=why))
+            except (OSError, CloudChatError) as exc:
+                message = exc.message if isinstance(exc, CloudChatError) else exc
+                self.on_notice(f"{why}; and it could not be kept in {directory}: {message} "
+                               "(CloudChat will not resend it: this event is lost)")
+                return
         self.on_notice(f"{why}; the event is saved at {where}")
 
     def _exec(self, job: Job) -> None:
@@ -238,6 +239,13 @@ class Listener:
         if proc.returncode != 0:
             self.on_notice(f"--exec exited {proc.returncode} for {job.key}: "
                            f"{proc.stderr.decode('utf-8', 'replace').strip()[:200]}")
+
+
+def _meta(event_id: object, received_at: float, headers: dict[str, str], **extra: str) -> dict:
+    """What a saved event records besides its body: enough for ``verify --dir`` and replay."""
+    return {"id": event_id, "received_at": received_at,
+            "signature": headers.get(HEADER.lower()), **extra,
+            "headers": {k: v for k, v in headers.items() if k in FORWARD_HEADERS}}
 
 
 class _Abandon(Exception):
