@@ -152,7 +152,7 @@ class _Body(httpx.SyncByteStream):
             if response.length:  # read1() reports a premature EOF as the end of the body
                 raise http.client.IncompleteRead(b"", response.length)
         except BaseException as exc:  # including GeneratorExit: the reader stopped early
-            self._discard()
+            self.close()  # not complete: the connection is closed, not reused
             error = _read_error(exc)
             if error is None:
                 raise
@@ -168,12 +168,6 @@ class _Body(httpx.SyncByteStream):
         if reusable:
             self._transport._checkin(self._origin, conn)
         else:
-            conn.close()
-
-    def _discard(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            self._response.close()
             conn.close()
 
 
