@@ -24,7 +24,8 @@ EPILOG = """[bold]Examples[/bold]
 
 CSV: a header row; a 'to' column (--to-column); optional per-row channel, type, text, media_url,
 caption, filename; every column is a template variable. Rows are numbered as in a spreadsheet
-(header = row 1). Exit 0 all sent, 8 some failed/unknown, 2 input errors, 130 interrupted.
+(header = row 1). Exit 0 all sent, 8 some failed/unknown, 2 input errors or another run of
+the same broadcast active, 1 journal removed or unwritable, 130 interrupted.
 """
 
 
