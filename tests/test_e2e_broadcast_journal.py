@@ -9,10 +9,10 @@ import csv
 import json
 import os
 import re
-import resource
 import signal
 import stat
 import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -33,8 +33,8 @@ def start(args, env, **kw):
 
 
 def test_two_runs_started_together_send_each_row_once(tmp_path, env, sandbox_factory):
-    box = sandbox_factory("--rate-limit", "1000", "--rate-window", "1", "--latency", "0.05",
-                          "-q")
+    box = sandbox_factory("--rate-limit", "1000", "--rate-window", "1", "--latency", "0.3",
+                          "-q")  # 80 rows, 4 in flight: the winner runs for 6 s at least
     path = make_csv(tmp_path, 80)
     cenv = bc_env(env, box)
     args = ["broadcast", str(path), "-t", TEMPLATE, "--yes"]
@@ -53,13 +53,15 @@ def test_two_runs_started_together_send_each_row_once(tmp_path, env, sandbox_fac
 
 
 def test_second_run_refuses_at_once_while_status_still_works(tmp_path, env, sandbox_factory):
-    box = sandbox_factory("--rate-limit", "1000", "--rate-window", "1", "--latency", "0.1")
+    box = sandbox_factory()
     path = make_csv(tmp_path, 40)
     journal = tmp_path / "j.sqlite3"
     cenv = bc_env(env, box)
     args = ["broadcast", str(path), "-t", TEMPLATE, "--yes", "--journal", str(journal)]
-    first = start(args, cenv)
-    assert box.readline()  # the first run is sending
+    # 5 per minute: after 5 messages the first run waits for the rate limit, still active.
+    first = start(args, {**cenv, "CLOUDCHAT_RATE_LIMIT": "5", "CLOUDCHAT_RATE_WINDOW": "60"})
+    for _ in range(5):
+        assert box.readline()
     second = run_cli(*args, env=cenv)
     assert second.returncode == 2, second.stderr
     assert f"another broadcast (PID {first.pid}) is already running" in second.stderr
@@ -67,13 +69,17 @@ def test_second_run_refuses_at_once_while_status_still_works(tmp_path, env, sand
     status = run_cli("broadcast", "status", str(journal), "--json", env=cenv)
     assert status.returncode == 0, status.stderr
     item = json.loads(status.stdout)
-    assert item["sent"] >= 1 and item["running_pid"] == first.pid
+    assert (item["sent"], item["pending"], item["running_pid"]) == (5, 35, first.pid)
     human = run_cli("broadcast", "status", str(journal), env=cenv)
     assert f"running (PID {first.pid})" in human.stdout
     for suffix in ("", "-wal", "-shm"):  # the whole journal is private, not just the main file
         assert stat.S_IMODE(os.stat(f"{journal}{suffix}").st_mode) == 0o600, suffix
+    first.send_signal(signal.SIGTERM)
     out, err = first.communicate(timeout=60)
-    assert first.returncode == 0, err
+    assert first.returncode == 130, err
+    assert len(box.records()) == 5  # the refused run sent nothing
+    last = run_cli(*args, env=cenv)  # the lock went with the first run
+    assert last.returncode == 0, last.stderr
     counts = per_recipient(box)
     assert len(counts) == 40 and set(counts.values()) == {1}
     done = json.loads(run_cli("broadcast", "status", str(journal), "--json", env=cenv).stdout)
@@ -141,16 +147,17 @@ def test_journal_write_failure_reports_rows_in_flight_as_unknown(tmp_path, env,
     box = sandbox_factory("--rate-limit", "1000", "--rate-window", "1", "-q")
     path = make_csv(tmp_path, 80)
     report = tmp_path / "report.csv"
-    limit = 300_000  # the preflight fits; the journal's WAL outgrows it after a few rows
-
-    def small_disk():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
+    # The preflight fits in 300 kB; the journal's WAL outgrows it after a few rows. The limit is
+    # set by a tiny exec wrapper (preexec_fn is unsafe with the sandbox's reader threads).
+    small_disk = ("import os, resource, sys; "
+                  "resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000)); "
+                  "os.execv(sys.argv[1], sys.argv[1:])")
     proc = subprocess.run(
-        [cloudchat_exe(), "broadcast", str(path), "-t", TEMPLATE, "--yes", "--json",
-         "--journal", str(tmp_path / "j.sqlite3"), "--report", str(report)],
+        [sys.executable, "-c", small_disk, cloudchat_exe(), "broadcast", str(path), "-t",
+         TEMPLATE, "--yes", "--json", "--journal", str(tmp_path / "j.sqlite3"),
+         "--report", str(report)],
         env=bc_env(env, box), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        preexec_fn=small_disk, timeout=60)
+        timeout=60)
     assert proc.returncode == 1 and "journal" in proc.stderr and "failed" in proc.stderr
     rows = read_report(report)
     reached = per_recipient(box)
