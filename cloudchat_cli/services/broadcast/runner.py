@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cloudchat_cli.core.errors import ApiError, CloudChatError, NetworkError
-from cloudchat_cli.services.broadcast.journal import Journal
+from cloudchat_cli.services.broadcast.journal import Journal, JournalMoved
 from cloudchat_cli.services.messages import send_message
 
 if TYPE_CHECKING:
@@ -124,6 +124,7 @@ class Runner:
         marked = []
 
         def on_send() -> None:
+            self.journal.verify_path()  # JournalMoved: stop before this request goes out
             if not marked:
                 self.journal.mark(row, "sending")
                 marked.append(True)
@@ -135,6 +136,10 @@ class Runner:
             if marked:
                 self.journal.mark(row, "pending")
             return
+        except JournalMoved:
+            if marked:  # found before a retry: the earlier attempt was rejected
+                self.journal.mark(row, "pending")
+            raise
         except ApiError as exc:
             if exc.status in FATAL_STATUSES:
                 self.journal.mark(row, "pending")
