@@ -223,7 +223,8 @@ def path() -> None:
              "  cloudchat config doctor             # tests the key with a request that sends "
              "nothing\n"
              "  cloudchat config doctor --offline   # no network\n"
-             "  cloudchat --api-key-file /run/secrets/cloudchat config doctor --json")
+             "  cloudchat --api-key-file shop.key config doctor --json   # a server's key "
+             "file")
 def doctor_cmd(
     ctx: typer.Context,
     json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
