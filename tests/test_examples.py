@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import re
+import shutil
 import subprocess
 import time
 import unicodedata
@@ -96,6 +97,10 @@ def _run(work: Path, env: dict[str, str], found: list[examples.Example]) -> exam
             needs_keyring = re.search(r"config\s+set-(key|webhook-secret)\b", example.flat)
             if needs_keyring and "--insecure-storage" not in example.flat and not example.skip:
                 example.skip = "needs an OS keyring (no Secret Service on this machine)"
+    if shutil.which("jq") is None:
+        for example in found:
+            if re.search(r"\|\s*jq\b", example.flat) and not example.skip:
+                example.skip = "needs jq (apt install jq)"
     runner = examples.Runner(work, env, stdin=TEST_KEY + "\n")
     runner.run_all(found)
     assert not runner.failures, "\n\n".join(runner.failures)
