@@ -70,7 +70,7 @@ def test_auth(sandbox_factory):
 
 
 def test_unknown_path_json_404_and_405(sandbox):
-    r = httpx.get(sandbox.base_url + "/nothing")
+    r = httpx.get(sandbox.base_url + "/nothing", headers=AUTH)
     assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
     r = httpx.get(sandbox.base_url + "/messages")
     assert r.status_code == 405
@@ -162,3 +162,16 @@ def test_rolling_window_unit():
     clock.advance(5)
     assert window.admit("k").allowed  # …so the window frees exactly 10 s after the first
     assert json.dumps(denied.headers())
+
+
+def test_unknown_path_checks_the_key_first(sandbox_factory):
+    """The probe `config doctor` sends: 404 for a good key, 401 for a bad or missing one."""
+    box = sandbox_factory("--key", "sk_live_only_this_one")
+    url = box.base_url + "/messages/doctor-probe"
+    good = httpx.get(url, headers={"Authorization": "Bearer sk_live_only_this_one"})
+    assert good.status_code == 404 and good.json()["error"]["type"] == "not_found"
+    for headers in ({}, {"Authorization": "Bearer sk_live_wrong"}, AUTH):
+        bad = httpx.get(url, headers=headers)
+        assert bad.status_code == 401 and bad.json()["error"]["type"] == "unauthorized"
+    assert box.statuses() == [404, 401, 401, 401]
+    assert httpx.get(box.base_url.rsplit("/api/", 1)[0] + "/elsewhere").status_code == 404

@@ -32,7 +32,7 @@ the same broadcast active, 1 journal removed or unwritable, 130 interrupted.
 app = typer.Typer(
     cls=default_group("run"),
     help="Send one templated message per CSV row at the App's rate limit; resumable.\n\n"
-    "Usage: cloudchat broadcast FILE.csv [OPTIONS] (see `cloudchat broadcast run --help`)",
+    "Usage: cloudchat broadcast FILE.csv [OPTIONS] (see `cloudchat broadcast --help`)",
     epilog=EPILOG,
     no_args_is_help=True,
     rich_markup_mode="rich",

@@ -25,8 +25,8 @@ NO_SECRET_ARG = typer.Option(None, "--secret", hidden=True, show_default=False)
 
 VERIFY_EPILOG = """[bold]Examples[/bold]
 
-  cloudchat webhook verify body.json --signature 3f1c…            a body saved from your logs
-  cat body.json | cloudchat webhook verify - --signature "sha256=3f1c…"
+  cloudchat webhook verify body.json --signature "$SIGNATURE"     a body saved from your logs
+  cat body.json | cloudchat webhook verify - --signature "sha256=$SIGNATURE"
   cloudchat webhook verify --request captured.http                 a raw request (proxy, nc)
   cloudchat webhook verify --dir ./events                          everything `listen --save` kept
 

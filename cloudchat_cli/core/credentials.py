@@ -58,11 +58,16 @@ WEBHOOK_SECRET = Kind(
 
 
 def mask(secret: str) -> str:
-    """Show a secret as ``sk_live_…wxyz``: its well-known prefix and, if long enough, 4 chars."""
+    """Show a secret as ``sk_live_…wxyz``: its well-known prefix and its last 4 characters.
+
+    A short secret never shows half of itself: with 8 or fewer characters after the prefix, the
+    tail shown is fewer than half of them (``sk_test_abcdefgh`` → ``sk_test_…fgh``).
+    """
     match = re.match(r"^([a-z]{2,8}_(?:(?:live|test|ro)_)?)", secret)
     prefix = match.group(1) if match else ""
     rest = secret[len(prefix) :]
-    tail = rest[-4:] if len(rest) >= 16 else ""
+    shown = min(4, (len(rest) - 1) // 2)
+    tail = rest[-shown:] if shown > 0 else ""
     return f"{prefix}…{tail}"
 
 
@@ -287,6 +292,23 @@ def resolve_secret(kind: Kind, profile: str, **kwargs: Any) -> Secret:
     )
 
 
+def require_keyring(kind: Kind, env: Mapping[str, str] | None = None) -> tuple[Any, str]:
+    """The keyring a secret would be stored in; without a usable one, say so — before anyone
+    is asked to paste a secret — and name every other place a secret can live."""
+    backend, desc = keyring_backend(os.environ if env is None else env)
+    if backend is None:
+        raise CredentialsError(
+            f"cannot store the {kind.label} here: no usable OS keyring ({desc})",
+            hint=(
+                f"choose one: `{kind.set_command} --insecure-storage` (a 0600 file next to the "
+                f"config); a 0600 file of your own passed as {kind.file_flag} PATH or "
+                f"{kind.file_env}=PATH (systemd credentials, Docker secrets); or the "
+                f"environment variable {kind.env}"
+            ),
+        )
+    return backend, desc
+
+
 def store_secret(
     kind: Kind,
     profile: str,
@@ -305,15 +327,7 @@ def store_secret(
         data.setdefault(profile, {})[kind.name] = value
         _write_credentials_file(cpath, data)
         return f"credentials file {cpath} (0600)"
-    backend, desc = keyring_backend(env)
-    if backend is None:
-        raise CredentialsError(
-            f"cannot store the {kind.label}: {desc}",
-            hint=(
-                f"use {kind.env} or {kind.file_flag} instead, or store it unencrypted with "
-                f"`{kind.set_command} --insecure-storage`"
-            ),
-        )
+    backend, desc = require_keyring(kind, env)
     try:
         _with_timeout(
             lambda: backend.set_password(SERVICE, _entry(kind, profile), value),

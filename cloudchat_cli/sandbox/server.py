@@ -225,7 +225,20 @@ class Handler(BaseHTTPRequestHandler):
         if self.path.split("?", 1)[0] == API_PREFIX + "/messages":
             self._finish(405, _error(405, "method_not_allowed", "use POST"), None)
             return
+        if self.path.startswith(API_PREFIX + "/") and not self._authorized():
+            # Like the real API: an unknown key is refused before the route is looked up, so
+            # `config doctor` can test a key with a request that cannot create anything.
+            self._finish(401, _error(401, "unauthorized", "missing or invalid API key"),
+                         _json(raw))
+            return
         self._finish(404, _error(404, "not_found", f"no such resource: {self.path}"), _json(raw))
+
+    def _authorized(self) -> bool:
+        key = _bearer(self.headers.get("Authorization"))
+        if key is None:
+            return False
+        keys = self.state.config.keys
+        return key in keys if keys else key.startswith("sk_test_")
 
     def _post_message(self) -> None:
         state = self.state
