@@ -223,7 +223,11 @@ def _write_credentials_file(path: Path, data: dict[str, Any]) -> None:
             lines.append(f"[{profile}]")
             lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
             lines.append("")
-    paths.atomic_write(path, "\n".join(lines), mode=0o600)
+    try:
+        paths.atomic_write(path, "\n".join(lines), mode=0o600)
+    except OSError as exc:  # a read-only directory, a full disk
+        raise CredentialsError(f"cannot write credentials file {path}: {exc.strerror or exc}"
+                               ) from None
 
 
 # --- resolution ------------------------------------------------------------------------------
