@@ -100,6 +100,9 @@ class ApiClient:
             # which a plain-HTTP base URL (the sandbox) never needs. https:// always verifies.
             verify=self.base_url.startswith("https://"),
             follow_redirects=False,
+            # A 3xx is refused before httpx reads its Location (a malformed one would
+            # otherwise surface as a protocol error, "outcome unknown").
+            event_hooks={"response": [self._refuse_redirect]},
         )
         self.timeout = timeout
 
@@ -142,8 +145,8 @@ class ApiClient:
             if 200 <= response.status < 300:
                 self._consecutive_429 = 0
                 return response
-            if response.status < 400:
-                raise self._redirect(response)
+            if response.status < 400:  # not reached through httpx.Client: kept as a guard
+                raise self._redirect(response.status, response.headers.get("location", ""))
             error = self._error(response)
             if response.status not in RETRYABLE_STATUSES or retries >= self.retry.max_retries:
                 raise error
@@ -242,10 +245,14 @@ class ApiClient:
             hint="check before resending, or the recipient may get it twice",
         )
 
-    def _redirect(self, response: Response) -> ApiError:
-        location = one_line(response.headers.get("location", ""), 200) or "no Location"
+    def _refuse_redirect(self, raw: httpx.Response) -> None:
+        if 300 <= raw.status_code < 400:
+            raise self._redirect(raw.status_code, raw.headers.get("location", ""))
+
+    def _redirect(self, status: int, location: str) -> ApiError:
+        location = one_line(location, 200) or "no Location"
         return ApiError(
-            response.status,
+            status,
             f"the API answered with a redirect to {location}; it was not followed (the API key "
             "would go with it)",
             type="redirect",
