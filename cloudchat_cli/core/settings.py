@@ -110,7 +110,7 @@ SPECS: dict[str, Spec] = {
         Spec("rate_margin", 0.25, _number(float, 0, maximum=DAY),
              "seconds a slot is held past the window"),
         Spec("timeout", 30.0, _number(float, 0, strict=True, maximum=DAY),
-             "HTTP timeout, seconds"),
+             "seconds one HTTP request may take in total"),
         Spec("max_retries", 4, _number(int, 0, maximum=1000), "retries after a 429 or 5xx"),
         Spec("max_retry_wait", 300.0, _number(float, 0, maximum=DAY),
              "total seconds a request may spend waiting"),
