@@ -132,7 +132,7 @@ class ApiClient:
         """Send a request; return the 2xx response or raise ``ApiError``/``NetworkError``.
 
         A 3xx is an error naming its ``Location``: it is never followed (the API key would
-        travel to wherever it points), and the request was not carried out.
+        travel to wherever it points).
 
         ``on_send`` runs once a rate-limit slot is held, right before each attempt goes out
         (the broadcast journal marks the row ``sending`` there, not while it waits).
@@ -173,8 +173,8 @@ class ApiClient:
         if status != 429:
             return f"gave up: the next wait ({delay:.0f} s) would pass {budget}"
         when = _utc(self.clock() + delay)
-        return (f"the server asks to wait {delay:.0f} s, more than {budget}: "
-                f"retry after {when}")
+        asked = f"{delay:.0f}" if delay < 1e9 else f"{delay:.3g}"
+        return f"the server asks to wait {asked} s, more than {budget}: retry after {when}"
 
     def _on_429(self, delay: float) -> None:
         """Block the key for everyone; if 429s persist, fall back to even pacing."""
