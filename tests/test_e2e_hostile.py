@@ -123,6 +123,7 @@ def test_broadcast_redirect_stops_the_run_row_failed_rest_pending(env, hostile, 
     proc = broadcast(env, api, path, tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert "redirect to https://127.0.0.1" in proc.stderr and "base_url" in proc.stderr
+    assert "--retry-failed" in proc.stderr
     assert api.per_recipient() == {"628130000000": 1}  # one request, then the run stopped
     rows = report(tmp_path / "r.csv")
     assert [r["status"] for r in rows.values()] == ["failed", "pending", "pending", "pending"]
@@ -141,7 +142,7 @@ def test_broadcast_2xx_without_message_stops_the_run_row_unknown(env, hostile, t
     path = make_csv(tmp_path)
     proc = broadcast(env, api, path, tmp_path)
     assert proc.returncode == 7, proc.stderr
-    assert "outcome unknown" in proc.stderr
+    assert "outcome unknown" in proc.stderr and "--retry-unknown" in proc.stderr
     assert api.per_recipient() == {"628130000000": 1}
     rows = report(tmp_path / "r.csv")
     assert [r["status"] for r in rows.values()] == ["unknown", "pending", "pending", "pending"]

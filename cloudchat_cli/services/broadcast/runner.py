@@ -144,6 +144,7 @@ class Runner:
             self.journal.mark(row, "failed", http_status=exc.status, error=exc.message)
             self._count("failed", row, {"status": exc.status, "error": exc.message})
             if 300 <= exc.status < 400:  # base_url is wrong for every row: stop, keep the rest
+                _add_hint(exc, "once fixed, add --retry-failed to resend the failed row(s)")
                 self._fatal(exc)
             return
         except UnexpectedResponse as exc:
@@ -151,6 +152,7 @@ class Runner:
             # may not have been sent, and every other row would meet the same answer.
             self.journal.mark(row, "unknown", error=exc.message)
             self._count("unknown", row, {"error": exc.message})
+            _add_hint(exc, "--retry-unknown resends the unknown row(s) (may duplicate)")
             self._fatal(exc)
             return
         except NetworkError as exc:
@@ -175,3 +177,7 @@ class Runner:
             if self.result.fatal is None:
                 self.result.fatal = exc
         self.stop.set()
+
+
+def _add_hint(exc: CloudChatError, text: str) -> None:
+    exc.hint = f"{exc.hint}; {text}" if exc.hint else text
