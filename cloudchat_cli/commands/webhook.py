@@ -189,8 +189,9 @@ def trigger_cmd(
     from cloudchat_cli.core.errors import CloudChatError, ExitCode
     from cloudchat_cli.services.messages import parse_channel
     from cloudchat_cli.services.webhooks import events
-    from cloudchat_cli.services.webhooks.delivery import deliver, webhook_headers
+    from cloudchat_cli.services.webhooks.delivery import check_url, deliver, webhook_headers
 
+    check_url(url)
     secrets = _secrets(ctx, secret_file, secret)
     body_obj = events.build_event(event, channel=parse_channel(channel), sets=sets)
     body = json.dumps(body_obj, ensure_ascii=False).encode()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -19,9 +18,11 @@ from typing import Any
 
 from cloudchat_cli.core import paths
 from cloudchat_cli.core.errors import CredentialsError, UsageError
+from cloudchat_cli.core.files import read_limited
 
 SERVICE = "cloudchat-cli"
 KEYRING_TIMEOUT = 5.0
+MAX_SECRET_FILE = 64 * 1024  # a key is ~50 bytes; a larger "key file" is the wrong file
 _SECRET_CHARS = re.compile(r"^[\x21-\x7e]+$")
 
 
@@ -106,15 +107,10 @@ def check_secret_value(value: str, kind: Kind, where: str) -> str:
 
 def read_secret_file(path: Path, kind: Kind) -> Secret:
     """Read a key from a file (systemd credentials, Docker secrets); warn if others can read it."""
+    raw = read_limited(path, MAX_SECRET_FILE, f"{kind.label} file", CredentialsError)
     try:
+        text = raw.decode("utf-8")
         st = path.stat()
-        if stat.S_ISDIR(st.st_mode):
-            raise CredentialsError(f"{kind.label} file {path} is a directory")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CredentialsError(f"{kind.label} file {path} does not exist") from None
-    except PermissionError:
-        raise CredentialsError(f"{kind.label} file {path} is not readable") from None
     except UnicodeDecodeError:
         raise CredentialsError(f"{kind.label} file {path} is not UTF-8 text") from None
     except OSError as exc:
@@ -213,11 +209,13 @@ def keyring_get(kind: Kind, profile: str, env: Mapping[str, str]) -> tuple[str |
 def _read_credentials_file(path: Path) -> dict[str, Any]:
     import tomllib  # only --insecure-storage users have this file
 
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    raw = read_limited(path, MAX_SECRET_FILE, "credentials file", CredentialsError,
+                       missing_ok=True)
+    if raw is None:
         return {}
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise CredentialsError(f"credentials file {path} is unreadable: {exc}") from None
 
 
@@ -230,7 +228,11 @@ def _write_credentials_file(path: Path, data: dict[str, Any]) -> None:
             lines.append(f"[{profile}]")
             lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
             lines.append("")
-    paths.atomic_write(path, "\n".join(lines), mode=0o600)
+    try:
+        paths.atomic_write(path, "\n".join(lines), mode=0o600)
+    except OSError as exc:  # a read-only directory, a full disk
+        raise CredentialsError(f"cannot write credentials file {path}: {exc.strerror or exc}"
+                               ) from None
 
 
 # --- resolution ------------------------------------------------------------------------------

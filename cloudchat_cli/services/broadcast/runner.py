@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cloudchat_cli.core.errors import ApiError, CloudChatError, NetworkError
+from cloudchat_cli.core.errors import ApiError, CloudChatError, NetworkError, UnexpectedResponse
 from cloudchat_cli.services.broadcast.journal import Journal, JournalMoved
 from cloudchat_cli.services.messages import send_message
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from cloudchat_cli.core.http import ApiClient
 
 # Answers that mean no other row can succeed either: stop the run, keep the rest pending.
+# (A 3xx and a 2xx without a message stop it too, after recording their row: see _send.)
 FATAL_STATUSES = {401, 403, 404}
 
 
@@ -147,6 +148,17 @@ class Runner:
                 return
             self.journal.mark(row, "failed", http_status=exc.status, error=exc.message)
             self._count("failed", row, {"status": exc.status, "error": exc.message})
+            if 300 <= exc.status < 400:  # base_url is wrong for every row: stop, keep the rest
+                _add_hint(exc, "once fixed, add --retry-failed to resend the failed row(s)")
+                self._fatal(exc)
+            return
+        except UnexpectedResponse as exc:
+            # Something that is not the API answered 2xx (a portal, a proxy): this row may or
+            # may not have been sent, and every other row would meet the same answer.
+            self.journal.mark(row, "unknown", error=exc.message)
+            self._count("unknown", row, {"error": exc.message})
+            _add_hint(exc, "--retry-unknown resends the unknown row(s) (may duplicate)")
+            self._fatal(exc)
             return
         except NetworkError as exc:
             if exc.outcome_unknown:
@@ -156,8 +168,7 @@ class Runner:
                 self.journal.mark(row, "pending")
                 self._fatal(exc)
             return
-        body = result.get("response") or {}
-        message_id = body.get("id") if isinstance(body.get("id"), str) else None
+        message_id = str(result["response"]["id"])
         self.journal.mark(row, "sent", message_id=message_id, http_status=result["status"])
         self._count("sent", row, {"id": message_id})
 
@@ -171,3 +182,7 @@ class Runner:
             if self.result.fatal is None:
                 self.result.fatal = exc
         self.stop.set()
+
+
+def _add_hint(exc: CloudChatError, text: str) -> None:
+    exc.hint = f"{exc.hint}; {text}" if exc.hint else text
