@@ -122,8 +122,10 @@ class ApiError(CloudChatError):
         type: str | None = None,
         param: str | None = None,
         hint: str | None = None,
+        location: str | None = None,
     ):
         self.status = status
+        self.location = location  # a 3xx's Location (never followed)
         self.code = code if code is not None else status
         self.type = type
         self.param = param

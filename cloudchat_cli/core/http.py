@@ -256,6 +256,7 @@ class ApiClient:
             f"the API answered with a redirect to {location}; it was not followed (the API key "
             "would go with it)",
             type="redirect",
+            location=location,
             hint=f"fix base_url (now {one_line(self.base_url, 200)}): "
             "`cloudchat config set base_url URL` with the address the server points to",
         )

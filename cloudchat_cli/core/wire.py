@@ -193,10 +193,17 @@ def _within(timeout: float | None, deadline: float | None) -> float | None:
 
 
 class _DeadlineReader(io.RawIOBase):
-    """The socket as ``http.client`` reads a response: each ``recv`` gets only the time left."""
+    """The socket as ``http.client`` reads a response: each ``recv`` gets only the time left.
+
+    It reads through the socket's own ``SocketIO`` (``makefile``), which holds a reference on
+    the descriptor: ``http.client`` closes the connection's socket as soon as it has read the
+    head of an answer that ends with the connection (HTTP/1.0, ``Connection: close``), and the
+    body must still be readable after that, as it is with the plain ``HTTPResponse``.
+    """
 
     def __init__(self, sock: socket.socket, deadline: float):
         self._sock = sock
+        self._raw = sock.makefile("rb", buffering=0)
         self._deadline = deadline
         self._timeout = sock.gettimeout()
 
@@ -205,7 +212,11 @@ class _DeadlineReader(io.RawIOBase):
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
         self._sock.settimeout(_within(self._timeout, self._deadline))
-        return self._sock.recv_into(buffer)
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 class _DeadlineSocket:

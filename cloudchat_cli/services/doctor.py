@@ -108,10 +108,6 @@ def _probe(session: Session, base_url: str, key: credentials.Secret | None,
         return Check("base_url", False, f"{base_url} does not answer: {exc.message}")
     except CloudChatError as exc:
         return Check("base_url", False, f"{base_url} not tested: {exc.message}")
-    if response.status >= 300:
-        where = response.headers.get("location", "elsewhere")
-        return Check("base_url", False, f"{base_url} redirects {probe} to {where} "
-                     f"(HTTP {response.status}) — is base_url right?")
     return Check("base_url", True, f"{base_url} accepted the key {key.masked} "
                  f"({probe} → HTTP {response.status}; nothing sent)")
 
@@ -121,6 +117,9 @@ def _judge_error(base_url: str, key: credentials.Secret, probe: str, exc: ApiErr
     if status in (401, 403):
         return Check("base_url", False, f"{base_url} refused the key {key.masked} "
                      f"(HTTP {status}: {exc.api_message}) — check it in App Settings")
+    if 300 <= status < 400:  # the client never follows one (the key would go with it)
+        return Check("base_url", False, f"{base_url} redirects {probe} to "
+                     f"{exc.location or 'elsewhere'} (HTTP {status}) — is base_url right?")
     if status == 404:  # past authentication, the probe's path simply does not exist
         return Check("base_url", True, f"{base_url} accepted the key {key.masked} "
                      f"({probe} → HTTP 404, as expected; nothing sent)")
