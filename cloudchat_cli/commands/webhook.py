@@ -19,8 +19,9 @@ app = typer.Typer(
 )
 
 SECRET_FILE = typer.Option(
-    None, "--secret-file", help="Read the webhook secret(s) from this file. "
-    "Env: CLOUDCHAT_WEBHOOK_SECRET(_FILE).", dir_okay=False, show_default=False)
+    [], "--secret-file", help="Read the webhook secret from this file: one secret per line "
+    "(two lines during a rotation); repeatable. Env: CLOUDCHAT_WEBHOOK_SECRET(_FILE).",
+    dir_okay=False, show_default=False)
 NO_SECRET_ARG = typer.Option(None, "--secret", hidden=True, show_default=False)
 
 VERIFY_EPILOG = """[bold]Examples[/bold]
@@ -46,7 +47,7 @@ on disk (--save DIR, else the state dir's webhooks/undelivered) and stderr says 
 """
 
 
-def _secrets(ctx: typer.Context, secret_file: Path | None, argv_value: str | None
+def _secrets(ctx: typer.Context, secret_file: list[Path], argv_value: str | None
              ) -> list[str]:
     """The configured webhook secret(s), refusing one typed on the command line."""
     from cloudchat_cli.core import credentials
@@ -87,7 +88,7 @@ def verify_cmd(
     max_age: float | None = typer.Option(
         None, "--max-age", help="Also require the body's timestamp to be at most this old (s).",
         show_default=False, min=0),
-    secret_file: Path | None = SECRET_FILE,
+    secret_file: list[Path] = SECRET_FILE,
     secret: str | None = NO_SECRET_ARG,
     json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
@@ -157,7 +158,7 @@ def sign_cmd(
     ctx: typer.Context,
     body_file: str | None = typer.Argument(None, help="Body file, or - for stdin.",
                                            show_default=False),
-    secret_file: Path | None = SECRET_FILE,
+    secret_file: list[Path] = SECRET_FILE,
     secret: str | None = NO_SECRET_ARG,
 ) -> None:
     """Print the X-CloudChat-Signature for a body (to test a receiver by hand)."""
@@ -179,7 +180,7 @@ def trigger_cmd(
     sets: list[str] = typer.Option([], "--set", help="Override a field: data.text=Halo "
                                    "(repeatable; JSON values allowed).", show_default=False),
     no_retry: bool = typer.Option(False, "--no-retry", help="Send once; no 2/4/8 s retries."),
-    secret_file: Path | None = SECRET_FILE,
+    secret_file: list[Path] = SECRET_FILE,
     secret: str | None = NO_SECRET_ARG,
     json_out: bool = typer.Option(False, "--json", help="Print the attempts as JSON."),
 ) -> None:
@@ -260,7 +261,7 @@ def listen_cmd(
     forward_retry_delays: str = typer.Option(
         "2,4,8", "--forward-retry-delays", help="Waits between forward attempts (s), like "
         "CloudChat's own policy."),
-    secret_file: Path | None = SECRET_FILE,
+    secret_file: list[Path] = SECRET_FILE,
     secret: str | None = NO_SECRET_ARG,
     json_out: bool = typer.Option(False, "--json", help="One JSON object per event on stdout."),
 ) -> None:
