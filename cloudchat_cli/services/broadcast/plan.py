@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from cloudchat_cli.core.errors import UsageError
 from cloudchat_cli.services.broadcast import csvsource
 from cloudchat_cli.services.broadcast.journal import Journal
 from cloudchat_cli.services.broadcast.template import Template, parse_template
+from cloudchat_cli.services.countrycodes import country_code
 from cloudchat_cli.services.messages import InvalidMessage, MessageSpec, build_payload
 
 BATCH = 1000
@@ -31,10 +33,13 @@ class BroadcastOptions:
     default_country_code: str = ""
     delimiter: str | None = None
     allow_duplicates: bool = False
+    encoding: str | None = None  # --encoding for a legacy file; a BOM wins
 
     def fingerprint(self) -> str:
         data = asdict(self)
         data["csv_path"] = str(Path(self.csv_path).resolve())
+        if data["encoding"] is None:
+            del data["encoding"]  # journals written before --encoding existed still resume
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def describe(self) -> dict:
@@ -51,11 +56,14 @@ class Plan:
     duplicates: int = 0
     per_channel: dict[str, int] = field(default_factory=dict)
     errors: list[tuple[int, str]] = field(default_factory=list)
+    empty_rows: int = 0  # fully empty rows: skipped, not counted in ``rows``
+    notes: list[str] = field(default_factory=list)  # what the reader ignored
+    warnings: list[dict] = field(default_factory=list)  # e.g. unexpected country codes
 
 
 def prepare(options: BroadcastOptions) -> tuple[csvsource.CsvInfo, Template | None]:
     """Open the CSV, check its header against the options and the template."""
-    info = csvsource.open_csv(Path(options.csv_path), options.delimiter)
+    info = csvsource.open_csv(Path(options.csv_path), options.delimiter, options.encoding)
     if options.to_column not in info.header:
         raise csvsource.CsvError(
             f"{info.path}: no {options.to_column!r} column in the header",
@@ -110,13 +118,15 @@ def run_preflight(
     batch: list[tuple] = []
     hashes: list[bytes | None] = []
     seen = 0
+    stats = csvsource.RowStats()
+    codes = CountryCodes()
 
     def flush() -> None:
         journal.add_rows(batch, hashes)
         batch.clear()
         hashes.clear()
 
-    for number, values in csvsource.rows(info):
+    for number, values in csvsource.rows(info, stats):
         seen += 1
         recipient = values.get(options.to_column, "")
         try:
@@ -130,13 +140,21 @@ def run_preflight(
             batch.append((number, payload["to"], payload["channel"],
                           json.dumps(payload, ensure_ascii=False), "pending", None))
             hashes.append(None if options.allow_duplicates else _digest(payload))
+            if payload["channel"] == "whatsapp":
+                codes.add(number, payload["to"])
         if len(batch) >= BATCH:
             flush()
             if progress:
                 progress(seen)
     flush()
     if seen == 0:
-        raise csvsource.CsvError(f"{info.path} has a header but no data rows")
+        empty = f" ({stats.empty} empty row(s))" if stats.empty else ""
+        raise csvsource.CsvError(f"{info.path} has a header but no data rows{empty}")
+    journal.set_meta(plan_extra={
+        "empty_rows": stats.empty,
+        "notes": list(info.notes),
+        "warnings": codes.warnings(options.default_country_code),
+    })
     journal.set_meta(preflight_done="1")
     return summarise(journal)
 
@@ -151,4 +169,73 @@ def summarise(journal: Journal, error_limit: int = 20) -> Plan:
         errors=journal.errors(("invalid",), error_limit),
     )
     plan.valid = plan.rows - plan.invalid - plan.duplicates
+    try:
+        extra = json.loads(journal.meta().get("plan_extra") or "{}")
+    except ValueError:
+        extra = {}
+    plan.empty_rows = int(extra.get("empty_rows", 0))
+    plan.notes = list(extra.get("notes", []))
+    plan.warnings = list(extra.get("warnings", []))
     return plan
+
+
+def invalid_rows(journal: Journal, options: BroadcastOptions) -> list[dict]:
+    """Every invalid row as {row, column, reason} (the journal keeps 'row N, column C: …')."""
+    columns = {options.to_column, *FIELD_COLUMN.values()}
+    found = []
+    for row, error in journal.errors(("invalid",), 2**62):
+        text = (error or "").removeprefix(f"row {row}")
+        column = None
+        for name in columns:
+            prefix = f", column {name!r}"
+            if text.startswith(prefix):
+                column, text = name, text[len(prefix):]
+                break
+        found.append({"row": row, "column": column, "reason": text.removeprefix(": ")})
+    return found
+
+
+class CountryCodes:
+    """Which country code each WhatsApp row's number starts with, to spot the odd ones out:
+    a sheet of Indonesian numbers with one +81 row most likely lost a leading zero
+    (0812… stored as a number is 812…, which reads as Japan's +81)."""
+
+    EXAMPLES = 10
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.examples: dict[str, list[tuple[int, str]]] = {}
+
+    def add(self, row: int, number: str) -> None:
+        code = country_code(number) or "?"
+        self.counts[code] += 1
+        rows = self.examples.setdefault(code, [])
+        if len(rows) < self.EXAMPLES:
+            rows.append((row, number))
+
+    def warnings(self, default_code: str = "") -> list[dict]:
+        total = sum(self.counts.values())
+        if not total:
+            return []
+        expected, why = default_code, "default_country_code"
+        if not expected:
+            code, count = self.counts.most_common(1)[0]
+            if count * 2 <= total or code == "?":
+                return []  # no clear majority: a mixed list is not suspicious
+            expected, why = code, "most rows"
+        found = []
+        for code, count in sorted(self.counts.items(), key=lambda kv: -kv[1]):
+            if code == expected:
+                continue
+            rows = [row for row, _ in self.examples[code]]
+            shown = ", ".join(map(str, rows)) + (", …" if count > len(rows) else "")
+            number = self.examples[code][0][1]
+            message = (f"{count} row(s) have country code +{code}, not +{expected} ({why}): "
+                       f"row(s) {shown}")
+            if 8 <= len(expected + number) <= 15:
+                message += (f". If they are local numbers, the spreadsheet dropped their leading "
+                            f"0 (0{number} was stored as the number {number}); format the "
+                            f"column as Text, restore the 0, and export again")
+            found.append({"type": "country_code", "country_code": code, "expected": expected,
+                          "count": count, "rows": rows, "message": message})
+        return found
