@@ -8,13 +8,16 @@ from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
 
-  cloudchat api POST messages -f channel=whatsapp -f to=6281234567890 -f text=Halo
+  cloudchat api POST messages -f channel=wa -f to=6281234567890 -f text=Hi
   cloudchat api POST messages --input message.json
   cloudchat api GET messages/msg_123 | jq .status
-  cloudchat api GET conversations -f limit=20            (fields become query parameters on GET)
+  cloudchat api -i GET messages/msg_123   # status, X-RateLimit-* headers
+  cloudchat api GET conversations -f limit=20   # fields are query parameters
 
--f key=value sends a string; -F key=value sends a typed JSON value (number, true/false, null,
-or JSON), and -F key=@file reads the value from a file. Exit codes as for every command.
+-f key=value sends a string; -F key=value sends a typed JSON value (number, true/false, \
+null, or JSON), and -F key=@file reads the value from a file. A 2xx body is printed whole; \
+on a 4xx/5xx the error body goes to stdout as JSON and the message to stderr. Exit codes as \
+for every command.
 """
 
 

@@ -17,14 +17,21 @@ from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
 
-  cloudchat broadcast customers.csv -t "Halo {name}, pesanan {order_id} dikirim" --dry-run
-  cloudchat broadcast customers.csv --template-file pesan.txt --report hasil.csv --yes
-  cloudchat broadcast customers.csv --template-file pesan.txt --yes   # again: resumes
-  cloudchat broadcast status                     counts of recent broadcasts (or: status JOURNAL)
+  cloudchat broadcast data.csv -t "Halo {name}, pesanan {order_id}" --dry-run
+  cloudchat broadcast data.csv --template-file pesan.txt --report hasil.csv
+  cloudchat broadcast data.csv --template-file pesan.txt --yes    # resumes
+  cloudchat broadcast data.csv -t "Halo {name}" --dry-run --json | jq .
+  cloudchat broadcast status           # counts of recent broadcasts
 
-CSV: a header row; a 'to' column (--to-column); optional per-row channel, type, text, media_url,
-caption, filename; every column is a template variable. Rows are numbered as in a spreadsheet
-(header = row 1). Exit 0 all sent, 8 some failed/unknown, 2 input errors, 130 interrupted.
+CSV: a header row; a 'to' column (--to-column); optional per-row channel, type, text, \
+media_url, caption, filename; every column is a template variable. Rows are numbered as in \
+a spreadsheet (header = row 1). Exports of Excel, LibreOffice, Google Sheets and pandas are \
+read as they are (UTF-16, sep= line, empty rows and columns); a legacy file needs --encoding \
+cp1252. Keep phone numbers in a Text column: a number column turns them into 6.28123E+12 or \
+6281234567891.0, which are refused.
+
+Exit 0 all sent, 8 some failed/unknown, 2 input errors (also --dry-run when the real run \
+would refuse), 130 interrupted.
 """
 
 
