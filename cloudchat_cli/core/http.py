@@ -120,6 +120,7 @@ class ApiClient:
         params: dict[str, str] | None = None,
         wait: bool = True,
         on_send: Callable[[], None] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Response:
         """Send a request; return the 2xx/3xx response or raise ``ApiError``/``NetworkError``.
 
@@ -129,7 +130,8 @@ class ApiClient:
         waited = 0.0
         retries = 0
         while True:
-            response = self._attempt(method, path, json_body, content, params, wait, on_send)
+            response = self._attempt(method, path, json_body, content, params, wait, on_send,
+                                     headers)
             response.attempts = retries + 1
             if response.status < 400:
                 self._consecutive_429 = 0
@@ -178,6 +180,7 @@ class ApiClient:
         params: dict[str, str] | None,
         wait: bool,
         on_send: Callable[[], None] | None,
+        extra_headers: dict[str, str] | None = None,
     ) -> Response:
         slot = (
             self.throttle.acquire(wait=wait, on_wait=self._on_wait, on_done=self._on_wait_done)
@@ -188,7 +191,8 @@ class ApiClient:
         try:
             if on_send is not None:
                 on_send()
-            headers = {"Content-Type": "application/json"} if content is not None else None
+            headers = {"Content-Type": "application/json"} if content is not None else {}
+            headers.update(extra_headers or {})  # `cloudchat api -H` (never Authorization)
             request = self._http.build_request(
                 method, path.lstrip("/"), json=json_body, content=content, params=params,
                 headers=headers,
@@ -257,7 +261,7 @@ class ApiClient:
             hint = "check the API key (`cloudchat config doctor` shows which one is used)"
         elif response.status == 429:
             hint = "the App's rate limit is still exceeded after retrying; try again later"
-        return ApiError(
+        error = ApiError(
             response.status,
             parsed.message,
             code=parsed.code,
@@ -265,6 +269,8 @@ class ApiClient:
             param=parsed.param,
             hint=hint,
         )
+        error.response = response  # `cloudchat api` prints the error body as it came
+        return error
 
     def _on_wait(self, seconds: float) -> None:
         self.notify("throttle_wait", {"seconds": seconds})
