@@ -181,3 +181,21 @@ def test_mixed_countries_without_a_majority_are_not_warned(tmp_path):
     journal = Journal(tmp_path / "j.sqlite3")
     assert run_preflight(info, template, opts, journal).warnings == []
     journal.close()
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 64 * 1024])
+@pytest.mark.parametrize("ending", [b"\r\n", b"\n", b"\r"])
+def test_any_chunking_gives_the_same_rows(tmp_path, monkeypatch, chunk, ending):
+    # \x0c and \u2028 inside a field are not line ends for CSV (str.splitlines thinks they are)
+    content = ending.join([b"to,text", b'6281234567891,"a\x0cb"', b"",
+                           b"6281234567892,c\xe2\x80\xa8d", b'6281234567893,"x' + ending + b'y"',
+                           b""])
+    path = tmp_path / "c.csv"
+    path.write_bytes(content)
+    monkeypatch.setattr(csvsource, "CHUNK", chunk)
+    _, rows, stats = read(path)
+    newline = ending.decode()
+    assert rows == [(2, {"to": "6281234567891", "text": "a\x0cb"}),
+                    (4, {"to": "6281234567892", "text": "c\u2028d"}),
+                    (5, {"to": "6281234567893", "text": f"x{newline}y"})]
+    assert stats.empty == 1
