@@ -136,13 +136,26 @@ def test_zsh_install_reads_the_users_fpath_and_completes_there(tmp_path, env):
 
 # --- Typer's own completion options exist nowhere --------------------------------------------
 
-COMMANDS = [
-    [], ["send"], ["broadcast"], ["broadcast", "status"], ["webhook"], ["webhook", "verify"],
-    ["webhook", "sign"], ["webhook", "trigger"], ["webhook", "listen"], ["config"],
-    ["config", "show"], ["config", "set"], ["config", "set-key"], ["config", "set-webhook-secret"],
-    ["api"], ["limits"], ["sandbox"], ["sandbox", "inbound"], ["completion"],
-    ["completion", "install"],
-]
+def _all_commands() -> list[list[str]]:
+    """Every command path users can type, found by walking the command tree."""
+    import typer
+
+    from cloudchat_cli.app import app
+
+    found: list[list[str]] = []
+
+    def walk(command, words):
+        found.append(words)
+        for name in getattr(command, "list_commands", lambda ctx: [])(None):
+            sub = command.get_command(None, name)
+            if sub is not None and not sub.hidden:
+                walk(sub, [*words, name])
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+COMMANDS = _all_commands()
 
 
 def help_at_80(env, words):
