@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import re
 
-import click
 import typer
 from typer.core import TyperCommand, TyperGroup
 
@@ -78,7 +77,8 @@ class NumericArgsCommand(TyperCommand):
     the option parser and given back to the argument afterwards."""
 
     def parse_args(self, ctx, args):
-        takes_value = {opt for p in self.get_params(ctx) if isinstance(p, click.Option)
+        # (typer vendors click: no isinstance against the click package, which may be absent)
+        takes_value = {opt for p in self.get_params(ctx) if p.param_type_name == "option"
                        and not p.is_flag and not p.count for opt in p.opts}
         marked, previous = [], None
         for i, arg in enumerate(args):
