@@ -58,8 +58,7 @@ def test_cp1252_without_encoding_is_refused_naming_the_option(tmp_path, env):
 
 
 def test_dry_run_json_lists_spreadsheet_artefacts_and_exits_2(tmp_path, env):
-    proc, plan = dry_run_json({**env, "CLOUDCHAT_DEFAULT_COUNTRY_CODE": "62"},
-                              fixture(tmp_path, "gsheets_artifacts.csv"))
+    proc, plan = dry_run_json(env, fixture(tmp_path, "gsheets_artifacts.csv"))
     assert proc.returncode == 2, proc.stderr
     assert plan["would_refuse"] is True
     assert (plan["rows"], plan["valid"], plan["invalid"], plan["empty_rows"]) == (6, 2, 4, 2)
@@ -69,7 +68,10 @@ def test_dry_run_json_lists_spreadsheet_artefacts_and_exits_2(tmp_path, env):
     assert "apostrophe" in plan["invalid_rows"][1]["reason"]
     (warning,) = plan["warnings"]
     assert (warning["country_code"], warning["rows"]) == ("81", [4])
+    assert "not +62 (most rows)" in warning["message"]
     assert "trailing column" in " ".join(plan["notes"])
+    assert "4 recipient(s) were changed by the spreadsheet: format the column as Text" in \
+        " ".join(plan["notes"])
     assert plan["per_channel"] == {"whatsapp": 2} and plan["eta_seconds"] > 0
     assert "4 invalid row(s)" in proc.stderr
 

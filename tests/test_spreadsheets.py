@@ -122,9 +122,11 @@ def preflight(tmp_path, name, **options):
     return plan, invalid_rows(journal, opts), journal
 
 
-def test_sheets_artefacts_are_listed_by_row_and_column(tmp_path):
+@pytest.mark.parametrize("default_code", ["62", ""])
+def test_sheets_artefacts_are_listed_by_row_and_column(tmp_path, default_code):
+    # without a default, the refused 6.28123E+12 rows still show the sheet is Indonesian
     plan, invalid, journal = preflight(tmp_path, "gsheets_artifacts.csv",
-                                       default_country_code="62")
+                                       default_country_code=default_code)
     reasons = {item["row"]: item["reason"] for item in invalid}
     assert [item["column"] for item in invalid] == ["to"] * 4
     assert sorted(reasons) == [2, 3, 6, 7]

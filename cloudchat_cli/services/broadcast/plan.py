@@ -14,7 +14,13 @@ from cloudchat_cli.services.broadcast import csvsource
 from cloudchat_cli.services.broadcast.journal import Journal
 from cloudchat_cli.services.broadcast.template import Template, parse_template
 from cloudchat_cli.services.countrycodes import country_code
-from cloudchat_cli.services.messages import InvalidMessage, MessageSpec, build_payload
+from cloudchat_cli.services.messages import (
+    AS_TEXT,
+    InvalidMessage,
+    MessageSpec,
+    build_payload,
+    spreadsheet_artefact,
+)
 
 BATCH = 1000
 FIELD_COLUMN = {"text": "text", "media_url": "media_url", "caption": "caption",
@@ -136,6 +142,8 @@ def run_preflight(
             where = f"row {number}" + (f", column {column!r}" if column else "")
             batch.append((number, recipient[:64], None, None, "invalid", f"{where}: {exc.message}"))
             hashes.append(None)
+            if exc.field == "to" and spreadsheet_artefact(recipient):
+                codes.add_damaged(recipient)  # 6.28123E+12 still says which country the sheet is
         else:
             batch.append((number, payload["to"], payload["channel"],
                           json.dumps(payload, ensure_ascii=False), "pending", None))
@@ -150,9 +158,11 @@ def run_preflight(
     if seen == 0:
         empty = f" ({stats.empty} empty row(s))" if stats.empty else ""
         raise csvsource.CsvError(f"{info.path} has a header but no data rows{empty}")
+    advice = ([f"{sum(codes.damaged.values())} recipient(s) were changed by the spreadsheet: "
+               f"{AS_TEXT}"] if codes.damaged else [])
     journal.set_meta(plan_extra={
         "empty_rows": stats.empty,
-        "notes": list(info.notes),
+        "notes": list(info.notes) + advice,
         "warnings": codes.warnings(options.default_country_code),
     })
     journal.set_meta(preflight_done="1")
@@ -203,8 +213,15 @@ class CountryCodes:
     EXAMPLES = 10
 
     def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()  # valid WhatsApp rows, by country code
+        self.damaged: Counter[str] = Counter()  # rows refused as spreadsheet artefacts
         self.examples: dict[str, list[tuple[int, str]]] = {}
+
+    def add_damaged(self, raw: str) -> None:
+        """A refused number like 6.28123E+12 or '6281…: its leading digits still count
+        towards the sheet's majority (it is never warned about: it is already an error)."""
+        digits = "".join(ch for ch in raw if ch.isascii() and ch.isdigit())
+        self.damaged[country_code(digits) or "?"] += 1
 
     def add(self, row: int, number: str) -> None:
         code = country_code(number) or "?"
@@ -214,12 +231,13 @@ class CountryCodes:
             rows.append((row, number))
 
     def warnings(self, default_code: str = "") -> list[dict]:
-        total = sum(self.counts.values())
-        if not total:
+        if not self.counts:
             return []
         expected, why = default_code, "default_country_code"
         if not expected:
-            code, count = self.counts.most_common(1)[0]
+            votes = self.counts + self.damaged
+            total = sum(votes.values())
+            code, count = votes.most_common(1)[0]
             if count * 2 <= total or code == "?":
                 return []  # no clear majority: a mixed list is not suspicious
             expected, why = code, "most rows"
