@@ -264,8 +264,9 @@ def _dry_run(info, tmpl, options, preview: int, cfg, *, skip_invalid: bool,
             counts = jr.counts()
             shown = jr.preview(preview)
             if json_out:
-                console.print_json(_plan_json(plan, counts, cfg, info, shown, skip_invalid,
-                                              planning.invalid_rows(jr, options)))
+                console.print_json(planning.plan_json(
+                    plan, counts, cfg, info, preview=shown, skip_invalid=skip_invalid,
+                    invalid=planning.invalid_rows(jr, options)))
             else:
                 _show_plan(plan, counts, cfg, resumed=False)
                 if plan.invalid:
@@ -286,30 +287,6 @@ def _show_preview(shown) -> None:
             f"[bold]row {row}[/bold] → {console.escape(payload['channel'])} "
             f"{console.escape(payload['to'])}:\n{console.escape(body)}\n"
         )
-
-
-def _plan_json(plan, counts, cfg, info, shown, skip_invalid: bool, invalid: list) -> dict:
-    eta = counts["pending"] * (cfg.rate_window + cfg.rate_margin) / cfg.rate_limit
-    return {
-        "dry_run": True,
-        "would_refuse": bool(plan.invalid and not skip_invalid),
-        "csv": str(info.path),
-        "encoding": info.encoding,
-        "delimiter": info.delimiter,
-        "rows": plan.rows,
-        "valid": plan.valid,
-        "invalid": plan.invalid,
-        "duplicates": plan.duplicates,
-        "empty_rows": plan.empty_rows,
-        "per_channel": plan.per_channel,
-        "to_send": counts["pending"],
-        "eta_seconds": round(eta, 1),
-        "rate_limit": {"requests": cfg.rate_limit, "window_seconds": cfg.rate_window},
-        "invalid_rows": invalid,
-        "warnings": plan.warnings,
-        "notes": plan.notes,
-        "preview": [{"row": row, **payload} for row, payload in shown],
-    }
 
 
 def _confirm(pending: int, yes: bool) -> None:

@@ -189,6 +189,32 @@ def summarise(journal: Journal, error_limit: int = 20) -> Plan:
     return plan
 
 
+def plan_json(plan: Plan, counts: dict, cfg, info: csvsource.CsvInfo, *, preview: list,
+              skip_invalid: bool, invalid: list[dict]) -> dict:
+    """The whole plan as one JSON object (``broadcast --dry-run --json``)."""
+    eta = counts["pending"] * (cfg.rate_window + cfg.rate_margin) / cfg.rate_limit
+    return {
+        "dry_run": True,
+        "would_refuse": bool(plan.invalid and not skip_invalid),
+        "csv": str(info.path),
+        "encoding": info.encoding,
+        "delimiter": info.delimiter,
+        "rows": plan.rows,
+        "valid": plan.valid,
+        "invalid": plan.invalid,
+        "duplicates": plan.duplicates,
+        "empty_rows": plan.empty_rows,
+        "per_channel": plan.per_channel,
+        "to_send": counts["pending"],
+        "eta_seconds": round(eta, 1),
+        "rate_limit": {"requests": cfg.rate_limit, "window_seconds": cfg.rate_window},
+        "invalid_rows": invalid,
+        "warnings": plan.warnings,
+        "notes": plan.notes,
+        "preview": [{"row": row, **payload} for row, payload in preview],
+    }
+
+
 def invalid_rows(journal: Journal, options: BroadcastOptions) -> list[dict]:
     """Every invalid row as {row, column, reason} (the journal keeps 'row N, column C: …')."""
     columns = {options.to_column, *FIELD_COLUMN.values()}
