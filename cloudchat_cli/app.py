@@ -24,7 +24,7 @@ HELP = """CloudChat from the command line: one API key for WhatsApp, Telegram, M
   cloudchat send 6281234567890 "Pesanan dikirim"     # WhatsApp text
   cloudchat -p shop send @alice "Hi" -c tg           # other App, Telegram
 
-Exit codes: 0 ok, 1 failure, 2 bad input, 3 auth, 4 not found, 5 rate limited,
+Exit codes: 0 ok, 1 failure, 2 bad input, 3 auth, 4 not found, 5 rate limited, \
 6 server error, 7 network/timeout, 8 partial broadcast, 130 interrupted.
 """
 

@@ -41,12 +41,15 @@ def test_bom_quotes_newlines_and_row_numbers(tmp_path):
 
 @pytest.mark.parametrize(("content", "message"), [
     (b"", "is empty"),
-    (codecs.BOM_UTF16_LE + "to\n1\n".encode("utf-16-le"), "UTF-16"),
+    (codecs.BOM_UTF32_LE + "to\n1\n".encode("utf-32-le"), "UTF-32"),
     (b"to,name\n1,\xe9t\xe9\n", "row 2 is not UTF-8"),
     (b"to,name\n1,a\n2,b,c\n", "row 3 has 3 fields, the header has 2"),
     (b"to,name\n1,a\x00b\n", "row 2"),
     (b"to,to\n1,2\n", "column name 'to' twice"),
-    (b"to,\n1,2\n", "column 2 has an empty header name"),
+    (b"to,\n1,2\n", "row 2, column 2 has a value but no header name"),
+    (b",to\n1,2\nx,3\n", "row 3, column 1 has no header name and holds 'x'"),
+    (b"to,,name\n1,2,3\n", "row 1, column 2 has an empty header name"),
+    (b"to,name\n1,a\r2,b\xff\n", "row 3 is not UTF-8"),
     (b"to,name\n1,\"" + b"x" * (10 * 1024 * 1024) + b"\"\n", "larger than 64 KiB"),
 ])
 def test_bad_csvs_name_the_row(tmp_path, content, message):

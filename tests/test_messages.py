@@ -1,6 +1,9 @@
 """Recipient validation/normalisation and message building."""
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from cloudchat_cli.services.messages import (
     InvalidMessage,
@@ -111,3 +114,72 @@ def test_fields():
                          ("text=x", "override"), ("bad key=1", "not a valid name")]:
         with pytest.raises(InvalidMessage, match=message):
             parse_fields([bad])
+
+
+# --- numbers a spreadsheet changed: refused, never sent to another number -------------------
+
+@pytest.mark.parametrize(("channel", "raw", "message"), [
+    ("whatsapp", "6281234567896.0", "decimal zero"),
+    ("whatsapp", "6281234567891.00", "decimal zero"),
+    ("whatsapp", "6281234567891,0", "decimal zero"),
+    ("whatsapp", "6.28123E+12", "scientific notation"),
+    ("whatsapp", "6,28123E+12", "scientific notation"),
+    ("whatsapp", "6.281234567895e12", "scientific notation"),
+    ("whatsapp", "'6281234567892", "apostrophe"),
+    ("whatsapp", "\u20196281234567892", "apostrophe"),
+    ("whatsapp", "6,281,234,567,891", "thousands separators"),
+    ("telegram", "-1001234567890.0", "decimal zero"),
+    ("telegram", "-1.00123E+12", "scientific notation"),
+    ("messenger", "1234567890.0", "decimal zero"),
+])
+def test_spreadsheet_artefacts_are_refused_with_the_fix(channel, raw, message):
+    with pytest.raises(InvalidMessage, match=message) as info:
+        normalise_recipient(channel, raw, "62")
+    assert info.value.field == "to"
+    assert "format the column as Text" in info.value.hint
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    (".6281234567891", "dot may only separate"),
+    ("6281234567891.", "dot may only separate"),
+    ("62..81234567891", "dot may only separate"),
+    ("+62 (0)812 3456 7890", "is not dialled from abroad"),
+    ("62812/34567890", "only digits"),
+])
+def test_ambiguous_separators_are_refused(raw, message):
+    with pytest.raises(InvalidMessage, match=message):
+        normalise_recipient("whatsapp", raw, "62")
+
+
+def _digits_written(raw: str, cc: str) -> str:
+    """The number a person meant: the digits they wrote, an international prefix (+ or 00)
+    dropped, a local 0 replaced by the configured country code."""
+    digits = "".join(ch for ch in raw if ch in "0123456789")
+    if raw.strip().startswith("+"):
+        return digits
+    if digits.startswith("00"):
+        return digits[2:]
+    if digits.startswith("0"):
+        return cc + digits[1:]
+    return digits
+
+
+@given(
+    raw=st.text(alphabet=st.sampled_from(list("0123456789" * 4 + " +-().,'eE/\u00a0")),
+                max_size=24),
+    cc=st.sampled_from(["", "62", "1", "44"]),
+)
+@hyp_settings(max_examples=3000)
+def test_accepted_numbers_keep_exactly_the_digits_written(raw, cc):
+    try:
+        sent = normalise_recipient("whatsapp", raw, cc)
+    except InvalidMessage:
+        return
+    assert sent == _digits_written(raw, cc)
+
+
+@given(digits=st.from_regex(r"\A[1-9][0-9]{7,14}\Z"), cc=st.sampled_from(["", "62"]))
+def test_a_written_number_is_accepted_as_it_is(digits, cc):
+    for shown in (digits, f"+{digits}", f"{digits[:3]} {digits[3:7]}-{digits[7:]}",
+                  f"{digits[:3]}.{digits[3:7]}.{digits[7:]}"):
+        assert normalise_recipient("whatsapp", shown, cc) == digits

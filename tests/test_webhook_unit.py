@@ -58,7 +58,24 @@ def test_accepted_encodings(encode):
 def test_rotation_any_secret_matches():
     old, new = "whsec_old_000000000000", "whsec_new_111111111111"
     assert verify([old, new], BODY, sign(new, BODY)) == 1
-    assert split_secrets(f"{old}\n{new}, ") == [old, new]
+    assert split_secrets(f"{old}\r\n{new}\n\n") == [old, new]
+
+
+@pytest.mark.parametrize("secret", [
+    "It's a Secret to Everybody", "abc,def", "a b", "key=value==", "rahasia-ñandú-秘密",
+    " leading and trailing ", "whsec_, ,",
+])
+def test_a_secret_is_never_split(secret):
+    assert split_secrets(secret) == [secret]
+    assert split_secrets(f"{secret}\nwhsec_second") == [secret, "whsec_second"]
+
+
+def test_github_published_vector():
+    # https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries
+    expected = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    secrets = split_secrets("It's a Secret to Everybody\n")
+    assert sign(secrets[0], b"Hello, World!") == expected
+    assert verify(secrets, b"Hello, World!", "sha256=" + expected) == 0
 
 
 @pytest.mark.parametrize("body", [

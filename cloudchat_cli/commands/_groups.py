@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import importlib
+import re
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
+
+# Typer adds these to every app built with add_completion=True (the default); they would edit
+# ~/.bashrc without asking. `cloudchat completion` is the one way to get completion.
+TYPER_COMPLETION_PARAMS = ("install_completion", "show_completion")
+_NEGATIVE_NUMBER = re.compile(r"^-[0-9]+$")
+_MARK = "\x00"  # never in argv (C strings), so it cannot collide with a real argument
 
 # Command name → module whose ``app`` (a Typer) implements it, in the order help lists them.
 COMMANDS = {
@@ -75,4 +82,38 @@ class LazyGroup(TyperGroup):
             return None
         command = typer.main.get_command(importlib.import_module(module).app)
         command.name = name
+        _drop_typer_completion(command)
         return command
+
+
+def _drop_typer_completion(command) -> None:
+    command.params = [p for p in command.params if p.name not in TYPER_COMPLETION_PARAMS]
+    for sub in getattr(command, "commands", {}).values():
+        _drop_typer_completion(sub)
+
+
+class NumericArgsCommand(TyperCommand):
+    """A command whose arguments may be negative numbers: a Telegram group's chat id is
+    ``-1001234567890``, and ``send -1001234567890 Hi`` must not read it as option ``-1``.
+
+    A token that is only a minus and digits, and not the value of an option, is hidden from
+    the option parser and given back to the argument afterwards."""
+
+    def parse_args(self, ctx, args):
+        # (typer vendors click: no isinstance against the click package, which may be absent)
+        takes_value = {opt for p in self.get_params(ctx) if p.param_type_name == "option"
+                       and not p.is_flag and not p.count for opt in p.opts}
+        marked, previous = [], None
+        for i, arg in enumerate(args):
+            if arg == "--":
+                marked.extend(args[i:])
+                break
+            if _NEGATIVE_NUMBER.match(arg) and previous not in takes_value:
+                arg = _MARK + arg
+            marked.append(arg)
+            previous = arg
+        rest = super().parse_args(ctx, marked)
+        for key, value in ctx.params.items():
+            if isinstance(value, str) and value.startswith(_MARK):
+                ctx.params[key] = value[len(_MARK):]
+        return [a[len(_MARK):] if a.startswith(_MARK) else a for a in rest]

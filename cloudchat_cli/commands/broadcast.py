@@ -17,15 +17,22 @@ from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
 
-  cloudchat broadcast customers.csv -t "Halo {name}, pesanan {order_id} dikirim" --dry-run
-  cloudchat broadcast customers.csv --template-file pesan.txt --report hasil.csv --yes
-  cloudchat broadcast customers.csv --template-file pesan.txt --yes   # again: resumes
-  cloudchat broadcast status                     counts of recent broadcasts (or: status JOURNAL)
+  cloudchat broadcast data.csv -t "Halo {name}, pesanan {order_id}" --dry-run
+  cloudchat broadcast data.csv --template-file pesan.txt --report hasil.csv
+  cloudchat broadcast data.csv --template-file pesan.txt --yes    # resumes
+  cloudchat broadcast data.csv -t "Halo {name}" --dry-run --json | jq .
+  cloudchat broadcast status           # counts of recent broadcasts
 
-CSV: a header row; a 'to' column (--to-column); optional per-row channel, type, text, media_url,
-caption, filename; every column is a template variable. Rows are numbered as in a spreadsheet
-(header = row 1). Exit 0 all sent, 8 some failed/unknown, 2 input errors or another run of
-the same broadcast active, 1 journal removed or unwritable, 130 interrupted.
+CSV: a header row; a 'to' column (--to-column); optional per-row channel, type, text, \
+media_url, caption, filename; every column is a template variable. Rows are numbered as in \
+a spreadsheet (header = row 1). Exports of Excel, LibreOffice, Google Sheets and pandas are \
+read as they are (UTF-16, sep= line, empty rows and columns); a legacy file needs --encoding \
+cp1252. Keep phone numbers in a Text column: a number column turns them into 6.28123E+12 or \
+6281234567891.0, which are refused.
+
+Exit 0 all sent, 8 some failed/unknown, 2 input errors (also --dry-run when the real run \
+would refuse) or another run of the same broadcast active, 1 journal removed or unwritable, \
+130 interrupted.
 """
 
 
@@ -69,13 +76,18 @@ def run(
         help="Channel for every row (else the row's, else the profile's).",
         show_default=False),
     delimiter: str | None = typer.Option(
-        None, "--delimiter", help="Field delimiter (default: sniffed: , ; or tab).",
-        show_default=False),
+        None, "--delimiter", help="Field delimiter (default: Excel's sep= line, else sniffed: "
+        ", ; tab or |).", show_default=False),
+    encoding: str | None = typer.Option(
+        None, "--encoding", help="Encoding of a legacy CSV, e.g. cp1252 or latin-1 (default: "
+        "UTF-8; a UTF-16 or UTF-8 byte-order mark is always honoured).", show_default=False),
     skip_invalid: bool = typer.Option(
         False, "--skip-invalid", help="Send the valid rows; report the invalid ones."),
     allow_duplicates: bool = typer.Option(
         False, "--allow-duplicates", help="Send rows with the same channel, recipient and text."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Check and plan only; send nothing."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Check and plan only; send nothing. Exits 2 when the real run "
+        "would refuse (a CI check)."),
     preview: int = typer.Option(3, "--preview", help="Rendered messages shown by --dry-run.",
                                 min=0),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
@@ -93,7 +105,8 @@ def run(
     log_every: int = typer.Option(100, "--log-every", help="Without a TTY: log every N rows.",
                                   min=1),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only a summary line on failure."),
-    json_out: bool = typer.Option(False, "--json", help="Print the final counts as JSON."),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print the final counts as JSON (with --dry-run: the plan)."),
 ) -> None:
     """Send one message per CSV row (resumable; never sends a row twice)."""
     steady_gc()
@@ -111,10 +124,12 @@ def run(
         default_country_code=cfg.default_country_code,
         delimiter=delimiter,
         allow_duplicates=allow_duplicates,
+        encoding=encoding,
     )
     info, tmpl = planning.prepare(options)
     if dry_run:
-        _dry_run(info, tmpl, options, preview, cfg)
+        _dry_run(info, tmpl, options, preview, cfg, skip_invalid=skip_invalid,
+                 json_out=json_out)
         return
     api = "sandbox" if session.options.sandbox else cfg.base_url  # its port changes every run
     path = journal or service.default_journal_path(options, cfg.profile, api)
@@ -133,12 +148,7 @@ def run(
             _show_invalid(plan)
             if not opened.resumed:
                 jr.discard()
-            from cloudchat_cli.core.errors import UsageError
-
-            raise UsageError(
-                f"{plan.invalid} invalid row(s); nothing was sent",
-                hint="fix them, or pass --skip-invalid to send the valid rows and report the rest",
-            )
+            raise _refusal(plan)
         counts = jr.counts()
         if not quiet:
             _show_plan(plan, counts, cfg, resumed=opened.resumed)
@@ -153,6 +163,15 @@ def run(
         _send(session, jr, counts["pending"], concurrency, quiet, log_every, report, json_out)
     finally:
         jr.close()
+
+
+def _refusal(plan):
+    from cloudchat_cli.core.errors import UsageError
+
+    return UsageError(
+        f"{plan.invalid} invalid row(s); nothing was sent",
+        hint="fix them, or pass --skip-invalid to send the valid rows and report the rest",
+    )
 
 
 def _channel(value: str | None) -> str | None:
@@ -205,10 +224,15 @@ def _show_plan(plan, counts, cfg, *, resumed: bool) -> None:
 
     per = ", ".join(f"{ch} {n}" for ch, n in plan.per_channel.items()) or "none"
     eta = counts["pending"] * (cfg.rate_window + cfg.rate_margin) / cfg.rate_limit
+    empty = f", {plan.empty_rows} empty row(s) skipped" if plan.empty_rows else ""
     console.info(
         f"Plan: {plan.rows} rows: {plan.valid} valid ({per}), {plan.invalid} invalid, "
-        f"{plan.duplicates} duplicate(s) skipped"
+        f"{plan.duplicates} duplicate(s) skipped{empty}"
     )
+    for note in plan.notes:
+        console.info(f"  note: {note}")
+    for warning in plan.warnings:
+        console.warn(warning["message"])
     if plan.duplicates:
         console.info("  duplicates have the same channel, recipient and message as an earlier "
                      "row; --allow-duplicates sends them")
@@ -219,7 +243,9 @@ def _show_plan(plan, counts, cfg, *, resumed: bool) -> None:
                  f"for {counts['pending']} message(s)")
 
 
-def _dry_run(info, tmpl, options, preview: int, cfg) -> None:
+def _dry_run(info, tmpl, options, preview: int, cfg, *, skip_invalid: bool,
+             json_out: bool) -> None:
+    """Check every row like the real run; exit 2 exactly when the real run would refuse."""
     import tempfile
 
     from cloudchat_cli.services.broadcast import plan as planning
@@ -230,18 +256,32 @@ def _dry_run(info, tmpl, options, preview: int, cfg) -> None:
         try:
             planning.run_preflight(info, tmpl, options, jr)
             plan = planning.summarise(jr)
-            _show_plan(plan, jr.counts(), cfg, resumed=False)
-            if plan.invalid:
-                _show_invalid(plan)
-            for row, payload in jr.preview(preview):
-                body = payload.get("text") or payload.get("media", {}).get("url", "")
-                console.out().print(
-                    f"[bold]row {row}[/bold] → {console.escape(payload['channel'])} "
-                    f"{console.escape(payload['to'])}:\n{console.escape(body)}\n"
-                )
+            counts = jr.counts()
+            shown = jr.preview(preview)
+            if json_out:
+                console.print_json(planning.plan_json(
+                    plan, counts, cfg, info, preview=shown, skip_invalid=skip_invalid,
+                    invalid=planning.invalid_rows(jr, options)))
+            else:
+                _show_plan(plan, counts, cfg, resumed=False)
+                if plan.invalid:
+                    _show_invalid(plan)
+                _show_preview(shown)
         finally:
             jr.close()
-    console.info("Dry run: nothing was sent.")
+    if plan.invalid and not skip_invalid:
+        raise _refusal(plan)
+    if not json_out:
+        console.info("Dry run: nothing was sent.")
+
+
+def _show_preview(shown) -> None:
+    for row, payload in shown:
+        body = payload.get("text") or payload.get("media", {}).get("url", "")
+        console.out().print(
+            f"[bold]row {row}[/bold] → {console.escape(payload['channel'])} "
+            f"{console.escape(payload['to'])}:\n{console.escape(body)}\n"
+        )
 
 
 def _confirm(pending: int, yes: bool) -> None:
@@ -347,7 +387,10 @@ def _finish(jr, report, quiet, json_out, result) -> None:
         service_report(jr, report, quiet)
     counts = service.settled_counts(jr)
     if json_out:
-        console.print_json({**counts, "journal": str(jr.path)})
+        from cloudchat_cli.services.broadcast.plan import summarise
+
+        console.print_json({**counts, "journal": str(jr.path),
+                            "warnings": summarise(jr, 0).warnings})
     bad = counts["failed"] + counts["unknown"]
     line = (f"{counts['sent']} sent, {counts['failed']} failed, {counts['unknown']} unknown, "
             f"{counts['pending']} pending, {counts['invalid']} invalid, "

@@ -1,10 +1,20 @@
-"""Shell completion: ``cloudchat completion bash|zsh|fish`` and the value completers."""
+"""Shell completion: ``cloudchat completion bash|zsh|fish``, ``completion install``, and the
+value completers."""
 
 from __future__ import annotations
 
 import typer
 
+from cloudchat_cli.commands._groups import default_group
+
 SHELLS = ("bash", "zsh", "fish")
+
+EPILOG = """[bold]Examples[/bold]
+
+  cloudchat completion install zsh        # into a directory on your $fpath
+  cloudchat completion install bash       # bash-completion's user directory
+  cloudchat completion fish > ~/.config/fish/completions/cloudchat.fish
+"""
 
 
 def complete_channel(incomplete: str) -> list[str]:
@@ -27,25 +37,52 @@ def complete_profile(incomplete: str) -> list[str]:
     return [name for name in names if name.startswith(incomplete)]
 
 
-def script(shell: str) -> str:
-    from typer._completion_shared import get_completion_script
-
-    return get_completion_script(prog_name="cloudchat", complete_var="_CLOUDCHAT_COMPLETE",
-                                 shell=shell)
+def _complete_shell(incomplete: str) -> list[str]:
+    return [s for s in SHELLS if s.startswith(incomplete)]
 
 
-def completion(
-    shell: str = typer.Argument(..., help="bash, zsh or fish.", show_default=False,
-                                autocompletion=lambda incomplete: [
-                                    s for s in SHELLS if s.startswith(incomplete)]),
-) -> None:
-    """Print the completion script for a shell (see README: Shell completion)."""
+def _check(shell: str) -> str:
     from cloudchat_cli.core.errors import UsageError
 
     if shell not in SHELLS:
         raise UsageError(f"unknown shell {shell!r}: use bash, zsh or fish")
-    typer.echo(script(shell), nl=False)
+    return shell
 
 
-app = typer.Typer()
-app.command("completion")(completion)
+def script(shell: str) -> str:
+    from cloudchat_cli.services.completion import script as make
+
+    return make(shell)
+
+
+app = typer.Typer(
+    cls=default_group("print"),
+    help="Shell completion: print the script for a shell, or install it for your user.",
+    epilog=EPILOG,
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+
+@app.command("print", hidden=True, epilog=EPILOG)
+def print_script(
+    shell: str = typer.Argument(..., help="bash, zsh or fish.", show_default=False,
+                                autocompletion=_complete_shell),
+) -> None:
+    """Print the completion script for a shell (see README: Shell completion)."""
+    typer.echo(script(_check(shell)), nl=False)
+
+
+@app.command("install")
+def install(
+    shell: str = typer.Argument(..., help="bash, zsh or fish.", show_default=False,
+                                autocompletion=_complete_shell),
+) -> None:
+    """Write the completion script into your user's completion directory for the shell."""
+    from cloudchat_cli.output import console
+    from cloudchat_cli.services.completion import install as do_install
+
+    done = do_install(_check(shell))
+    console.info(f"Wrote the {shell} completion script to {done.path}")
+    for note in done.notes:
+        console.info(note)

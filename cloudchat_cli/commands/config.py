@@ -14,9 +14,9 @@ app = typer.Typer(
 
 KEY_EPILOG = """[bold]Examples[/bold]
 
-  cloudchat config set-key                         hidden prompt on a terminal
+  cloudchat config set-key                     # hidden prompt on a terminal
   printf %s "$CLOUDCHAT_KEY" | cloudchat -p shop config set-key
-  cloudchat config set-key --insecure-storage < key.txt   no keyring (servers): 0600 file
+  cloudchat config set-key --insecure-storage < key.txt   # no keyring
 """
 
 

@@ -14,22 +14,23 @@ from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
 
-  cloudchat sandbox                                    any sk_test_… key, 60 requests/min
-  cloudchat sandbox --port 0 --rate-limit 5 --rate-window 2 --record calls.jsonl
-  cloudchat sandbox --latency 1.5 --fail-rate 0.1 --seed 7          a slow, flaky server
-  cloudchat sandbox --webhook-url http://127.0.0.1:3000/hook       signed events to your app
+  cloudchat sandbox                     # any sk_test_… key, 60 requests/min
+  cloudchat sandbox --port 0 --rate-limit 5 --rate-window 2 --record log.jsonl
+  cloudchat sandbox --latency 1.5 --fail-rate 0.1 --seed 7   # slow and flaky
+  cloudchat sandbox --webhook-url http://127.0.0.1:3000/hook  # signed events to your app
 
 Then, in another shell:
-  CLOUDCHAT_BASE_URL=http://127.0.0.1:8787/api/public/v1 CLOUDCHAT_API_KEY=sk_test_x \\
-    cloudchat send 6281234567890 "Halo"
 
-Webhooks: with --webhook-url and a secret (--webhook-secret-file or CLOUDCHAT_WEBHOOK_SECRET),
-every accepted message emits message.status sent → delivered → read (numbers ending in 9999:
-sent → failed), and `cloudchat sandbox inbound --text "Halo"` (see `sandbox inbound --help`)
-emits a message.received.
+  export CLOUDCHAT_BASE_URL=http://127.0.0.1:8787/api/public/v1
+  CLOUDCHAT_API_KEY=sk_test_x cloudchat send 6281234567890 "Halo"
 
-Conventions: keys starting with sk_test_ro_ are read-only (403 on POST /messages);
-WhatsApp numbers ending in 0000 are "not on WhatsApp" (400 invalid_recipient).
+Webhooks: with --webhook-url and a secret (--webhook-secret-file or \
+CLOUDCHAT_WEBHOOK_SECRET), every accepted message emits message.status sent → delivered → \
+read (numbers ending in 9999: sent → failed), and `cloudchat sandbox inbound --text "Halo"` \
+(see `sandbox inbound --help`) emits a message.received.
+
+Conventions: keys starting with sk_test_ro_ are read-only (403 on POST /messages); WhatsApp \
+numbers ending in 0000 are "not on WhatsApp" (400 invalid_recipient).
 """
 
 app = typer.Typer(

@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from cloudchat_cli.commands._groups import NumericArgsCommand
 from cloudchat_cli.commands.completion import complete_channel
 from cloudchat_cli.output import console
 
@@ -15,8 +16,9 @@ EPILOG = """[bold]Examples[/bold]
   cloudchat send +62-812-3456-7890 "Halo" --json | jq -r .id
   echo "Pesanan dikirim" | cloudchat send 6281234567890
   cloudchat send @alice "Hi" --channel tg
-  cloudchat send 6281234567890 --media-url https://example.com/invoice.pdf --filename invoice.pdf
-  cloudchat send 6281234567890 "Halo" --field reference=ORD-17 --quiet   # cron: silent on success
+  cloudchat send -1001234567890 "Hi" -c tg    # a Telegram group's chat id
+  cloudchat send 6281234567890 --media-url https://example.com/invoice.pdf
+  cloudchat send 6281234567890 "Halo" -f reference=ORD-17 -q   # silent
 """
 
 
@@ -143,4 +145,4 @@ def _json_body(raw: bytes, data: dict) -> str:
 
 
 app = typer.Typer()
-app.command("send", no_args_is_help=True, epilog=EPILOG)(send)
+app.command("send", cls=NumericArgsCommand, no_args_is_help=True, epilog=EPILOG)(send)

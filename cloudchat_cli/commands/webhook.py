@@ -19,34 +19,42 @@ app = typer.Typer(
 )
 
 SECRET_FILE = typer.Option(
-    None, "--secret-file", help="Read the webhook secret(s) from this file. "
-    "Env: CLOUDCHAT_WEBHOOK_SECRET(_FILE).", dir_okay=False, show_default=False)
+    [], "--secret-file", help="Read the webhook secret from this file: one secret per line "
+    "(two lines during a rotation); repeatable. Default: the environment, else the keyring.",
+    dir_okay=False, show_default=False)
+SECRET_NOTE = """The secret: --secret-file, else CLOUDCHAT_WEBHOOK_SECRET (exactly one secret; two \
+separated by a newline during a rotation) or CLOUDCHAT_WEBHOOK_SECRET_FILE, else the profile's \
+(`cloudchat config set-webhook-secret`). Spaces and commas are part of a secret.
+"""
 NO_SECRET_ARG = typer.Option(None, "--secret", hidden=True, show_default=False)
 
 VERIFY_EPILOG = """[bold]Examples[/bold]
 
-  cloudchat webhook verify body.json --signature "$SIGNATURE"     a body saved from your logs
+  cloudchat webhook verify body.json --signature "$SIGNATURE"   # a logged body
   cat body.json | cloudchat webhook verify - --signature "sha256=$SIGNATURE"
-  cloudchat webhook verify --request captured.http                 a raw request (proxy, nc)
-  cloudchat webhook verify --dir ./events                          everything `listen --save` kept
+  cloudchat webhook verify --request captured.http   # raw request (nc)
+  cloudchat webhook verify --dir ./events   # what `listen --save` kept
 
 Exit 0 valid, 1 invalid (or stale with --max-age), 2 unreadable input or no secret.
-"""
+
+""" + SECRET_NOTE
 
 LISTEN_EPILOG = """[bold]Examples[/bold]
 
   cloudchat webhook listen --port 8080 --path /webhook
   cloudchat webhook listen --save ./events --json | jq .event
-  cloudchat webhook listen --forward-to http://127.0.0.1:3000/hooks/cloudchat --save ./events
+  cloudchat webhook listen --forward-to http://127.0.0.1:3000/hook --save ev
 
-Answers 200 once an event is verified (and saved); 401 bad or missing signature, 400 not JSON,
-413 over --max-body, 405 not POST. A retried event (same id) gets 200 and is shown as a duplicate.
-Forwarding runs after the answer; if the app is down after 3 retries (2, 4, 8 s), the event stays
-on disk (--save DIR, else the state dir's webhooks/undelivered) and stderr says where.
-"""
+Answers 200 once an event is verified (and saved); 401 bad or missing signature, 400 not \
+JSON, 413 over --max-body, 405 not POST. A retried event (same id) gets 200 and is shown as \
+a duplicate. Forwarding runs after the answer; if the app is down after 3 retries (2, 4, 8 s), \
+the event stays on disk (--save DIR, else the state dir's webhooks/undelivered) and stderr \
+says where.
+
+""" + SECRET_NOTE
 
 
-def _secrets(ctx: typer.Context, secret_file: Path | None, argv_value: str | None
+def _secrets(ctx: typer.Context, secret_file: list[Path], argv_value: str | None
              ) -> list[str]:
     """The configured webhook secret(s), refusing one typed on the command line."""
     from cloudchat_cli.core import credentials
@@ -87,7 +95,7 @@ def verify_cmd(
     max_age: float | None = typer.Option(
         None, "--max-age", help="Also require the body's timestamp to be at most this old (s).",
         show_default=False, min=0),
-    secret_file: Path | None = SECRET_FILE,
+    secret_file: list[Path] = SECRET_FILE,
     secret: str | None = NO_SECRET_ARG,
     json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
@@ -157,7 +165,7 @@ def sign_cmd(
     ctx: typer.Context,
     body_file: str | None = typer.Argument(None, help="Body file, or - for stdin.",
                                            show_default=False),
-    secret_file: Path | None = SECRET_FILE,
+    secret_file: list[Path] = SECRET_FILE,
     secret: str | None = NO_SECRET_ARG,
 ) -> None:
     """Print the X-CloudChat-Signature for a body (to test a receiver by hand)."""
@@ -168,7 +176,7 @@ def sign_cmd(
 
 
 @app.command("trigger", epilog="[bold]Example[/bold]\n\n  cloudchat webhook trigger "
-             "http://127.0.0.1:3000/hook --event message.received --set data.text=Halo")
+             "http://127.0.0.1:3000/hook --set data.text=Halo")
 def trigger_cmd(
     ctx: typer.Context,
     url: str = typer.Argument(..., help="Your webhook endpoint.", show_default=False),
@@ -179,7 +187,7 @@ def trigger_cmd(
     sets: list[str] = typer.Option([], "--set", help="Override a field: data.text=Halo "
                                    "(repeatable; JSON values allowed).", show_default=False),
     no_retry: bool = typer.Option(False, "--no-retry", help="Send once; no 2/4/8 s retries."),
-    secret_file: Path | None = SECRET_FILE,
+    secret_file: list[Path] = SECRET_FILE,
     secret: str | None = NO_SECRET_ARG,
     json_out: bool = typer.Option(False, "--json", help="Print the attempts as JSON."),
 ) -> None:
@@ -261,7 +269,7 @@ def listen_cmd(
     forward_retry_delays: str = typer.Option(
         "2,4,8", "--forward-retry-delays", help="Waits between forward attempts (s), like "
         "CloudChat's own policy."),
-    secret_file: Path | None = SECRET_FILE,
+    secret_file: list[Path] = SECRET_FILE,
     secret: str | None = NO_SECRET_ARG,
     json_out: bool = typer.Option(False, "--json", help="One JSON object per event on stdout."),
 ) -> None:

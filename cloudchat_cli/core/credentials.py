@@ -36,7 +36,9 @@ class Kind:
     file_env: str
     file_flag: str
     set_command: str
-    multi: bool = False  # several values, whitespace/comma separated (a secret rotation)
+    # One secret per line (several lines during a rotation); any other character, spaces and
+    # commas included, is part of the secret: HMAC keys are arbitrary strings.
+    multi: bool = False
 
 
 API_KEY = Kind(
@@ -91,12 +93,29 @@ class Attempt:
     outcome: str
 
 
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
 def check_secret_value(value: str, kind: Kind, where: str) -> str:
-    """Strip surrounding whitespace and refuse values that could break an HTTP header."""
+    """Strip surrounding whitespace and refuse values that could break an HTTP header.
+
+    A rotating kind (the webhook secret) is one secret per line, each kept exactly as written
+    (spaces, commas, ``=``, non-ASCII); blank lines are ignored. Returns the lines joined by
+    ``\n``."""
+    if kind.multi:
+        lines = [line for line in _LINE_BREAK.split(value) if line.strip()]
+        if not lines:
+            raise CredentialsError(f"{kind.label} from {where} is empty")
+        if not all(line.isprintable() for line in lines):
+            raise CredentialsError(
+                f"{kind.label} from {where} contains control characters",
+                hint="one secret per line; a second line is a second secret (a rotation)",
+            )
+        return "\n".join(lines)
     value = value.strip()
     if not value:
         raise CredentialsError(f"{kind.label} from {where} is empty")
-    parts = re.split(r"[\s,]+", value) if kind.multi else [value]
+    parts = [value]
     if not all(_SECRET_CHARS.match(part) for part in parts):
         raise CredentialsError(
             f"{kind.label} from {where} contains spaces or control characters",
@@ -242,19 +261,25 @@ def find_secret(
     kind: Kind,
     profile: str,
     *,
-    file_flag: str | Path | None = None,
+    file_flag: str | Path | list | None = None,
     env: Mapping[str, str] | None = None,
     credentials_path: Path | None = None,
 ) -> tuple[Secret | None, list[Attempt]]:
     """Look through every source in order; return the first secret found and what was tried."""
     env = os.environ if env is None else env
     attempts: list[Attempt] = []
-    file_source = (str(file_flag), kind.file_flag) if file_flag else None
-    if not file_source and env.get(kind.file_env):
-        file_source = (env[kind.file_env], kind.file_env)
-    if file_source:
-        secret = read_secret_file(Path(file_source[0]).expanduser(), kind)
-        secret.source = f"{file_source[1]} {file_source[0]}"
+    files = [str(f) for f in file_flag] if isinstance(file_flag, list | tuple) else (
+        [str(file_flag)] if file_flag else [])
+    option = kind.file_flag
+    if not files and env.get(kind.file_env):
+        files, option = [env[kind.file_env]], kind.file_env
+    if files:
+        if len(files) > 1 and not kind.multi:
+            raise CredentialsError(f"{kind.file_flag} may be given once")
+        read = [read_secret_file(Path(f).expanduser(), kind) for f in files]
+        secret = Secret("\n".join(s.value for s in read),
+                        f"{option} {', '.join(files)}",
+                        [w for s in read for w in s.warnings])
         return secret, attempts
     attempts.append(Attempt(f"{kind.file_flag} / {kind.file_env}", "not set"))
     if env.get(kind.env, "").strip():

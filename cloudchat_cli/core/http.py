@@ -128,6 +128,7 @@ class ApiClient:
         params: dict[str, str] | None = None,
         wait: bool = True,
         on_send: Callable[[], None] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Response:
         """Send a request; return the 2xx response or raise ``ApiError``/``NetworkError``.
 
@@ -140,7 +141,8 @@ class ApiClient:
         waited = 0.0
         retries = 0
         while True:
-            response = self._attempt(method, path, json_body, content, params, wait, on_send)
+            response = self._attempt(method, path, json_body, content, params, wait, on_send,
+                                     headers)
             response.attempts = retries + 1
             if 200 <= response.status < 300:
                 self._consecutive_429 = 0
@@ -196,6 +198,7 @@ class ApiClient:
         params: dict[str, str] | None,
         wait: bool,
         on_send: Callable[[], None] | None,
+        extra_headers: dict[str, str] | None = None,
     ) -> Response:
         slot = (
             self.throttle.acquire(wait=wait, on_wait=self._on_wait, on_done=self._on_wait_done)
@@ -206,7 +209,8 @@ class ApiClient:
         try:
             if on_send is not None:
                 on_send()
-            headers = {"Content-Type": "application/json"} if content is not None else None
+            headers = {"Content-Type": "application/json"} if content is not None else {}
+            headers.update(extra_headers or {})  # `cloudchat api -H` (never Authorization)
             request = self._http.build_request(
                 method, path.lstrip("/"), json=json_body, content=content, params=params,
                 headers=headers,
@@ -270,7 +274,7 @@ class ApiClient:
             hint = "check the API key (`cloudchat config doctor` shows which one is used)"
         elif response.status == 429:
             hint = "the App's rate limit is still exceeded after retrying; try again later"
-        return ApiError(
+        error = ApiError(
             response.status,
             parsed.message,
             code=parsed.code,
@@ -278,6 +282,8 @@ class ApiClient:
             param=parsed.param,
             hint=hint,
         )
+        error.response = response  # `cloudchat api` prints the error body as it came
+        return error
 
     def _on_wait(self, seconds: float) -> None:
         self.notify("throttle_wait", {"seconds": seconds})

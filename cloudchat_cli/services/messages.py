@@ -24,7 +24,16 @@ MEDIA_TYPES = ("image", "video", "audio", "document")
 TYPES = ("text", *MEDIA_TYPES)
 RESERVED_FIELDS = frozenset({"channel", "to", "type", "text", "media"})
 
-_WA_SEPARATORS = re.compile(r"[\s\-.()/]")
+_WA_SEPARATORS = re.compile(r"[\s\-().]")
+_STRAY_DOT = re.compile(r"(?<![0-9])\.|\.(?![0-9])")
+_TRUNK_ZERO = re.compile(r"\(\s*0\s*\)")
+# What a spreadsheet (or pandas) does to a number column; each would send to another number.
+_FLOAT = re.compile(r"^[+-]?[0-9]+[.,]0+$")
+_SCIENTIFIC = re.compile(r"^[+-]?[0-9]+(?:[.,][0-9]*)?[eE][+-]?[0-9]+$")
+_THOUSANDS = re.compile(r"^[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?$")
+_APOSTROPHES = "'\u2018\u2019`"
+AS_TEXT = ("format the column as Text in the spreadsheet, retype or paste the numbers, and "
+           "export again (pandas: read_csv(..., dtype=str))")
 _TG_USERNAME = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{3,31}$")
 _TG_CHAT_ID = re.compile(r"^-?[0-9]{1,20}$")
 _PLATFORM_ID = re.compile(r"^[0-9]{1,32}$")
@@ -69,6 +78,7 @@ def normalise_recipient(channel: str, raw: str, default_country_code: str = "") 
             f"recipient {_shown(raw)} contains control characters or line breaks", field="to"
         )
     value = raw.strip()
+    _refuse_spreadsheet_artefact(value)
     if channel == "whatsapp":
         return _whatsapp_number(value, default_country_code)
     if channel == "telegram":
@@ -86,7 +96,42 @@ def normalise_recipient(channel: str, raw: str, default_country_code: str = "") 
     )
 
 
+def spreadsheet_artefact(value: str) -> str | None:
+    """Why ``value`` looks like a number a spreadsheet changed (so its digits are not the ones
+    the person wrote), or None."""
+    value = value.strip()
+    if value[:1] in _APOSTROPHES and len(value) > 1:
+        return ("starts with an apostrophe: the spreadsheet's marker for 'this is text' was "
+                "exported with the number")
+    if _SCIENTIFIC.match(value):
+        return ("is in scientific notation: the spreadsheet stored it as a number and rounded "
+                "it, so its last digits are lost")
+    if _FLOAT.match(value):
+        return ("ends in a decimal zero: the column was stored as a number (pandas writes "
+                "6281234567891.0 when a column has an empty cell)")
+    if _THOUSANDS.match(value):
+        return "has thousands separators: the column was formatted as a number"
+    return None
+
+
+def _refuse_spreadsheet_artefact(value: str) -> None:
+    why = spreadsheet_artefact(value)
+    if why is not None:
+        raise InvalidMessage(f"recipient {_shown(value)} {why}", field="to", hint=AS_TEXT)
+
+
 def _whatsapp_number(value: str, country_code: str) -> str:
+    if _STRAY_DOT.search(value):
+        raise InvalidMessage(
+            f"invalid WhatsApp number {_shown(value)}: a dot may only separate digit groups",
+            field="to",
+        )
+    if _TRUNK_ZERO.search(value):
+        raise InvalidMessage(
+            f"invalid WhatsApp number {_shown(value)}: the '(0)' is not dialled from abroad",
+            field="to",
+            hint="remove the (0): +62 (0)812… is written 62812…",
+        )
     digits = _WA_SEPARATORS.sub("", value)
     if digits.startswith("+"):
         digits = digits[1:]
@@ -103,8 +148,8 @@ def _whatsapp_number(value: str, country_code: str) -> str:
         digits = country_code + digits[1:]
     if not digits.isascii() or not digits.isdigit():
         raise InvalidMessage(
-            f"invalid WhatsApp number {_shown(value)}: only digits, spaces, dashes and a "
-            "leading + are allowed",
+            f"invalid WhatsApp number {_shown(value)}: only digits, spaces, dashes, brackets, "
+            "dots between digits and a leading + are allowed",
             field="to",
         )
     if not 8 <= len(digits) <= 15 or digits.startswith("0"):

@@ -15,6 +15,8 @@ from cloudchat_cli.core import credentials, settings
 from cloudchat_cli.core.errors import ConfigError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from cloudchat_cli.core.http import ApiClient, Notify
     from cloudchat_cli.core.throttle import Throttle
     from cloudchat_cli.sandbox.server import SandboxServer
@@ -98,7 +100,7 @@ class Session:
             self.warn(warning)
         return secret
 
-    def webhook_secrets(self, secret_file: str | None = None) -> list[str]:
+    def webhook_secrets(self, secret_file: str | Path | list | None = None) -> list[str]:
         """The webhook secret(s) (several during a rotation). None is an input problem for
         the commands that need one (exit 2), not an auth failure."""
         from cloudchat_cli.core.errors import CredentialsError, UsageError
@@ -112,7 +114,12 @@ class Session:
             raise UsageError(exc.message, hint=exc.hint) from None
         for warning in secret.warnings:
             self.warn(warning)
-        return split_secrets(secret.value)
+        secrets = split_secrets(secret.value)
+        for i, value in enumerate(secrets, 1):
+            if value != value.strip():
+                self.warn(f"webhook secret {i} from {secret.source} begins or ends with "
+                          "whitespace; it is used exactly as written")
+        return secrets
 
     # --- the embedded sandbox and the client -----------------------------------------------
 

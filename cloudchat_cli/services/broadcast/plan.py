@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,7 +13,14 @@ from cloudchat_cli.core.errors import UsageError
 from cloudchat_cli.services.broadcast import csvsource
 from cloudchat_cli.services.broadcast.journal import Journal
 from cloudchat_cli.services.broadcast.template import Template, parse_template
-from cloudchat_cli.services.messages import InvalidMessage, MessageSpec, build_payload
+from cloudchat_cli.services.countrycodes import country_code
+from cloudchat_cli.services.messages import (
+    AS_TEXT,
+    InvalidMessage,
+    MessageSpec,
+    build_payload,
+    spreadsheet_artefact,
+)
 
 BATCH = 1000
 FIELD_COLUMN = {"text": "text", "media_url": "media_url", "caption": "caption",
@@ -31,10 +39,13 @@ class BroadcastOptions:
     default_country_code: str = ""
     delimiter: str | None = None
     allow_duplicates: bool = False
+    encoding: str | None = None  # --encoding for a legacy file; a BOM wins
 
     def fingerprint(self) -> str:
         data = asdict(self)
         data["csv_path"] = str(Path(self.csv_path).resolve())
+        if data["encoding"] is None:
+            del data["encoding"]  # journals written before --encoding existed still resume
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def describe(self) -> dict:
@@ -51,11 +62,14 @@ class Plan:
     duplicates: int = 0
     per_channel: dict[str, int] = field(default_factory=dict)
     errors: list[tuple[int, str]] = field(default_factory=list)
+    empty_rows: int = 0  # fully empty rows: skipped, not counted in ``rows``
+    notes: list[str] = field(default_factory=list)  # what the reader ignored
+    warnings: list[dict] = field(default_factory=list)  # e.g. unexpected country codes
 
 
 def prepare(options: BroadcastOptions) -> tuple[csvsource.CsvInfo, Template | None]:
     """Open the CSV, check its header against the options and the template."""
-    info = csvsource.open_csv(Path(options.csv_path), options.delimiter)
+    info = csvsource.open_csv(Path(options.csv_path), options.delimiter, options.encoding)
     if options.to_column not in info.header:
         raise csvsource.CsvError(
             f"{info.path}: no {options.to_column!r} column in the header",
@@ -110,13 +124,15 @@ def run_preflight(
     batch: list[tuple] = []
     hashes: list[bytes | None] = []
     seen = 0
+    stats = csvsource.RowStats()
+    codes = CountryCodes()
 
     def flush() -> None:
         journal.add_rows(batch, hashes)
         batch.clear()
         hashes.clear()
 
-    for number, values in csvsource.rows(info):
+    for number, values in csvsource.rows(info, stats):
         seen += 1
         recipient = values.get(options.to_column, "")
         try:
@@ -126,17 +142,29 @@ def run_preflight(
             where = f"row {number}" + (f", column {column!r}" if column else "")
             batch.append((number, recipient[:64], None, None, "invalid", f"{where}: {exc.message}"))
             hashes.append(None)
+            if exc.field == "to" and spreadsheet_artefact(recipient):
+                codes.add_damaged(recipient)  # 6.28123E+12 still says which country the sheet is
         else:
             batch.append((number, payload["to"], payload["channel"],
                           json.dumps(payload, ensure_ascii=False), "pending", None))
             hashes.append(None if options.allow_duplicates else _digest(payload))
+            if payload["channel"] == "whatsapp":
+                codes.add(number, payload["to"])
         if len(batch) >= BATCH:
             flush()
             if progress:
                 progress(seen)
     flush()
     if seen == 0:
-        raise csvsource.CsvError(f"{info.path} has a header but no data rows")
+        empty = f" ({stats.empty} empty row(s))" if stats.empty else ""
+        raise csvsource.CsvError(f"{info.path} has a header but no data rows{empty}")
+    advice = ([f"{sum(codes.damaged.values())} recipient(s) were changed by the spreadsheet: "
+               f"{AS_TEXT}"] if codes.damaged else [])
+    journal.set_meta(plan_extra={
+        "empty_rows": stats.empty,
+        "notes": list(info.notes) + advice,
+        "warnings": codes.warnings(options.default_country_code),
+    })
     journal.set_meta(preflight_done="1")
     return summarise(journal)
 
@@ -151,4 +179,107 @@ def summarise(journal: Journal, error_limit: int = 20) -> Plan:
         errors=journal.errors(("invalid",), error_limit),
     )
     plan.valid = plan.rows - plan.invalid - plan.duplicates
+    try:
+        extra = json.loads(journal.meta().get("plan_extra") or "{}")
+    except ValueError:
+        extra = {}
+    plan.empty_rows = int(extra.get("empty_rows", 0))
+    plan.notes = list(extra.get("notes", []))
+    plan.warnings = list(extra.get("warnings", []))
     return plan
+
+
+def plan_json(plan: Plan, counts: dict, cfg, info: csvsource.CsvInfo, *, preview: list,
+              skip_invalid: bool, invalid: list[dict]) -> dict:
+    """The whole plan as one JSON object (``broadcast --dry-run --json``)."""
+    eta = counts["pending"] * (cfg.rate_window + cfg.rate_margin) / cfg.rate_limit
+    return {
+        "dry_run": True,
+        "would_refuse": bool(plan.invalid and not skip_invalid),
+        "csv": str(info.path),
+        "encoding": info.encoding,
+        "delimiter": info.delimiter,
+        "rows": plan.rows,
+        "valid": plan.valid,
+        "invalid": plan.invalid,
+        "duplicates": plan.duplicates,
+        "empty_rows": plan.empty_rows,
+        "per_channel": plan.per_channel,
+        "to_send": counts["pending"],
+        "eta_seconds": round(eta, 1),
+        "rate_limit": {"requests": cfg.rate_limit, "window_seconds": cfg.rate_window},
+        "invalid_rows": invalid,
+        "warnings": plan.warnings,
+        "notes": plan.notes,
+        "preview": [{"row": row, **payload} for row, payload in preview],
+    }
+
+
+def invalid_rows(journal: Journal, options: BroadcastOptions) -> list[dict]:
+    """Every invalid row as {row, column, reason} (the journal keeps 'row N, column C: …')."""
+    columns = {options.to_column, *FIELD_COLUMN.values()}
+    found = []
+    for row, error in journal.errors(("invalid",), 2**62):
+        text = (error or "").removeprefix(f"row {row}")
+        column = None
+        for name in columns:
+            prefix = f", column {name!r}"
+            if text.startswith(prefix):
+                column, text = name, text[len(prefix):]
+                break
+        found.append({"row": row, "column": column, "reason": text.removeprefix(": ")})
+    return found
+
+
+class CountryCodes:
+    """Which country code each WhatsApp row's number starts with, to spot the odd ones out:
+    a sheet of Indonesian numbers with one +81 row most likely lost a leading zero
+    (0812… stored as a number is 812…, which reads as Japan's +81)."""
+
+    EXAMPLES = 10
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()  # valid WhatsApp rows, by country code
+        self.damaged: Counter[str] = Counter()  # rows refused as spreadsheet artefacts
+        self.examples: dict[str, list[tuple[int, str]]] = {}
+
+    def add_damaged(self, raw: str) -> None:
+        """A refused number like 6.28123E+12 or '6281…: its leading digits still count
+        towards the sheet's majority (it is never warned about: it is already an error)."""
+        digits = "".join(ch for ch in raw if ch.isascii() and ch.isdigit())
+        self.damaged[country_code(digits) or "?"] += 1
+
+    def add(self, row: int, number: str) -> None:
+        code = country_code(number) or "?"
+        self.counts[code] += 1
+        rows = self.examples.setdefault(code, [])
+        if len(rows) < self.EXAMPLES:
+            rows.append((row, number))
+
+    def warnings(self, default_code: str = "") -> list[dict]:
+        if not self.counts:
+            return []
+        expected, why = default_code, "default_country_code"
+        if not expected:
+            votes = self.counts + self.damaged
+            total = sum(votes.values())
+            code, count = votes.most_common(1)[0]
+            if count * 2 <= total or code == "?":
+                return []  # no clear majority: a mixed list is not suspicious
+            expected, why = code, "most rows"
+        found = []
+        for code, count in sorted(self.counts.items(), key=lambda kv: -kv[1]):
+            if code == expected:
+                continue
+            rows = [row for row, _ in self.examples[code]]
+            shown = ", ".join(map(str, rows)) + (", …" if count > len(rows) else "")
+            number = self.examples[code][0][1]
+            message = (f"{count} row(s) have country code +{code}, not +{expected} ({why}): "
+                       f"row(s) {shown}")
+            if 8 <= len(expected + number) <= 15:
+                message += (f". If they are local numbers, the spreadsheet dropped their leading "
+                            f"0 (0{number} was stored as the number {number}); format the "
+                            f"column as Text, restore the 0, and export again")
+            found.append({"type": "country_code", "country_code": code, "expected": expected,
+                          "count": count, "rows": rows, "message": message})
+        return found

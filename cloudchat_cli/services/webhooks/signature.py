@@ -55,8 +55,9 @@ def parse_signature(text: str) -> bytes:
 
 
 def split_secrets(value: str) -> list[str]:
-    """Several secrets may be configured during a rotation: whitespace or comma separated."""
-    return [s for s in re.split(r"[\s,]+", value.strip()) if s]
+    """Several secrets may be configured during a rotation: one per line. Nothing else
+    separates them: a space, a comma or ``=`` is part of a secret."""
+    return [s for s in re.split(r"\r\n|\r|\n", value) if s.strip()]
 
 
 def verify(secrets: list[str], body: bytes, signature: str) -> int | None:
