@@ -10,10 +10,10 @@ from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
 
-  cloudchat api POST messages -f channel=wa -f to=6281234567890 -f text=Hi
+  cloudchat api POST messages -f channel=telegram -f to=@alice -f text=Hi
   cloudchat api POST messages --input message.json
   cloudchat api POST messages --input - < message.json | jq -r .status
-  cloudchat api -i POST messages -f channel=wa -f to=6281234567890 -f text=Hi   # headers too
+  cloudchat api -i POST messages --input message.json   # with headers
 
 -f key=value sends a string; -F key=value sends a typed JSON value (number, true/false, \
 null, or JSON), and -F key=@file reads the value from a file; on GET and DELETE, fields \

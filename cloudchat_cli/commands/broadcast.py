@@ -17,10 +17,10 @@ from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
 
-  cloudchat broadcast data.csv -t "Halo {name}, pesanan {order_id}" --dry-run
-  cloudchat broadcast data.csv --template-file pesan.txt --report hasil.csv
-  cloudchat broadcast data.csv --template-file pesan.txt --yes    # resumes
-  cloudchat broadcast data.csv -t "Halo {name}" --dry-run --json | jq .
+  cloudchat broadcast customers.csv -t "Halo {name}" --dry-run
+  cloudchat broadcast customers.csv -t "Halo {name}" --report hasil.csv --yes
+  cloudchat broadcast customers.csv -t "Halo {name}" --yes   # run again
+  cloudchat broadcast customers.csv -t "Halo {name}" --dry-run --json | jq .
   cloudchat broadcast status           # counts of recent broadcasts
 
 CSV: a header row; a 'to' column (--to-column); optional per-row channel, type, text, \

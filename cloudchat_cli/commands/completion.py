@@ -13,7 +13,7 @@ EPILOG = """[bold]Examples[/bold]
 
   cloudchat completion install zsh        # into a directory on your $fpath
   cloudchat completion install bash       # bash-completion's user directory
-  cloudchat completion fish > ~/.config/fish/completions/cloudchat.fish
+  cloudchat completion install fish       # ~/.config/fish/completions
 """
 
 

@@ -220,7 +220,7 @@ def path() -> None:
 
 
 @app.command("doctor", epilog="[bold]Examples[/bold]\n\n"
-             "  cloudchat config doctor             # tests the key with a request that sends "
+             "  cloudchat config doctor             # tests the key; sends "
              "nothing\n"
              "  cloudchat config doctor --offline   # no network\n"
              "  cloudchat --api-key-file shop.key config doctor --json   # a server's key "

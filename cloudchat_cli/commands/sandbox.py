@@ -17,7 +17,7 @@ EPILOG = """[bold]Examples[/bold]
   cloudchat sandbox                     # any sk_test_… key, 60 requests/min
   cloudchat sandbox --port 0 --rate-limit 5 --rate-window 2 --record log.jsonl
   cloudchat sandbox --latency 1.5 --fail-rate 0.1 --seed 7   # slow and flaky
-  cloudchat sandbox --webhook-url http://127.0.0.1:3000/hook  # signed events to your app
+  cloudchat sandbox --webhook-url http://127.0.0.1:3000/hook   # signed events
 
 Then, in another shell:
 

@@ -30,7 +30,7 @@ NO_SECRET_ARG = typer.Option(None, "--secret", hidden=True, show_default=False)
 
 VERIFY_EPILOG = """[bold]Examples[/bold]
 
-  cloudchat webhook verify body.json --signature "$SIGNATURE"   # a logged body
+  cloudchat webhook verify body.json --signature "$SIGNATURE"
   cat body.json | cloudchat webhook verify - --signature "sha256=$SIGNATURE"
   cloudchat webhook verify --request captured.http   # raw request (nc)
   cloudchat webhook verify --dir ./events   # what `listen --save` kept
