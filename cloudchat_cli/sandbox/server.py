@@ -127,23 +127,29 @@ def _error(status: int, kind: str, message: str, param: str | None = None) -> di
     return {"error": error}
 
 
-def dumps(value: Any) -> str:
+def dumps(value: Any, separators: tuple[str, str] = (",", ":")) -> str:
     """JSON text, readable (non-ASCII as is) unless it holds a lone surrogate, then escaped.
 
     A lone UTF-16 surrogate (``"\\ud800"``, from a truncated emoji) is valid JSON but cannot be
     encoded as UTF-8; escaping it keeps answers and the record file valid UTF-8 JSON.
     """
-    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    text = json.dumps(value, ensure_ascii=False, separators=separators)
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        text = json.dumps(value, separators=(",", ":"))
-    return text
+        return json.dumps(value, separators=separators)
+    # Line breaks other than LF that JSON leaves raw: escaped, so one record stays one line
+    # for every reader (Python's str.splitlines, JavaScript before ES2019).
+    return text.translate(_LINE_BREAKS)
+
+
+_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
 
 
 def _json_response(status: int, payload: Any, headers: dict[str, str] | None = None,
                    close: bool = False) -> Response:
-    return Response(status, dumps(payload).encode(), dict(headers or {}), close)
+    body = dumps(payload, separators=(", ", ": ")).encode()
+    return Response(status, body, dict(headers or {}), close)
 
 
 class _Routes:
@@ -401,12 +407,14 @@ def parse_json(raw: bytes) -> Any:
     if not raw:
         return None
     try:
-        value = json.loads(raw, parse_constant=_reject_constant, parse_float=_parse_float,
+        text = raw.decode("utf-8")  # JSON between systems is UTF-8 (RFC 8259), no BOM
+    except UnicodeDecodeError as exc:
+        return InvalidJSON(f"body is not UTF-8 text (byte {exc.start})")
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_parse_float,
                            parse_int=_parse_int)
     except RecursionError:
         return InvalidJSON(f"body nests deeper than {MAX_DEPTH} levels")
-    except UnicodeDecodeError:
-        return InvalidJSON("body is not valid JSON: it is not UTF-8 text")
     except ValueError as exc:
         reason = str(exc)
         if isinstance(exc, json.JSONDecodeError):
