@@ -2,7 +2,9 @@
 
 import concurrent.futures
 import json
+import signal
 import socket
+import subprocess
 import time
 
 import httpx
@@ -10,7 +12,7 @@ import pytest
 
 from cloudchat_cli.sandbox.ratelimit import RollingWindow
 
-from .conftest import TEST_KEY, run_cli
+from .conftest import TEST_KEY, cloudchat_exe, run_cli
 from .fakes import FakeClock
 
 pytestmark = pytest.mark.e2e
@@ -134,6 +136,26 @@ def test_sigterm_stops_cleanly(sandbox_factory):
     assert box.stop() == 0
     err = box.proc.stderr.read()
     assert "Traceback" not in err and "stopped" in err.lower()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_right_after_start_up_stops_it(env, tmp_path, signum):
+    """A stop signal at any moment stops the sandbox, even one sent as soon as it prints its
+    URL (the handler raised an exception wherever the main thread was, and library code could
+    swallow it: a sandbox that ignored SIGTERM until killed)."""
+    for _ in range(8):
+        proc = subprocess.Popen([cloudchat_exe(), "sandbox", "--port", "0"], env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        assert "listening on" in proc.stdout.readline()
+        proc.send_signal(signum)
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            pytest.fail("the sandbox ignored the signal")
+        assert proc.returncode == 0 and "stopped" in err.lower() and "Traceback" not in err
 
 
 def test_port_in_use_exit_2(env):
