@@ -5,6 +5,7 @@ import json
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import httpx
@@ -184,3 +185,21 @@ def test_rolling_window_unit():
     clock.advance(5)
     assert window.admit("k").allowed  # …so the window frees exactly 10 s after the first
     assert json.dumps(denied.headers())
+
+
+def test_sandbox_signs_with_its_own_hmac_github_vector():
+    """GitHub's published test vector (a secret with spaces, a body with a comma)."""
+    from cloudchat_cli.sandbox.webhooks import sign
+
+    assert sign("It's a Secret to Everybody", b"Hello, World!") == (
+        "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+
+
+def test_sandbox_does_not_import_the_clients_webhook_or_message_code():
+    """Emulator and client must not share bugs: the sandbox has its own HTTP front end,
+    validation and signing."""
+    code = ("import sys, cloudchat_cli.sandbox.server, cloudchat_cli.sandbox.webhooks; "
+            "print(sorted(m for m in sys.modules if m.startswith('cloudchat_cli.services')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
