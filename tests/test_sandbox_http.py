@@ -310,7 +310,7 @@ def test_curl_expect_100_continue(sandbox, tmp_path):
 
 
 def test_curl_expect_refused_with_a_bad_key(sandbox, tmp_path):
-    (tmp_path / "body.json").write_bytes(BODY * 2000)  # curl sends Expect by itself (> 1 MiB)
+    (tmp_path / "body.json").write_bytes(BODY * 2000)  # ~150 KB that are never sent
     proc = curl("-v", "-H", "Authorization: Bearer nope", "-H", "Expect: 100-continue",
                 "--data-binary", f"@{tmp_path / 'body.json'}", sandbox.base_url + "/messages")
     assert "100 Continue" not in proc.stderr
