@@ -111,9 +111,12 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     try:
         command.main(args=argv, prog_name="cloudchat", standalone_mode=True)
-    except CloudChatError as exc:
+    except (CloudChatError, Interrupted) as exc:
         console.print_error(exc.message, exc.hint)
         sys.exit(int(exc.exit_code))
+    except KeyboardInterrupt:  # before our handler was installed, or a library re-raised it
+        console.print_error("interrupted (Ctrl-C)")
+        sys.exit(int(ExitCode.INTERRUPTED))
     except SystemExit:
         raise
     except BaseException as exc:  # the last line of defence: a message, not a traceback

@@ -10,12 +10,31 @@ from cloudchat_cli.core.errors import CredentialsError
     ("sk_live_abcdefghijklmnopwxyz", "sk_live_…wxyz"),
     ("sk_test_0123456789abcdef1234", "sk_test_…1234"),
     ("whsec_0123456789abcdefABCD", "whsec_…ABCD"),
-    ("sk_live_short", "sk_live_…"),
+    ("sk_test_123456", "sk_test_…56"),  # short keys still show a tail …
+    ("sk_test_abc123456", "sk_test_…3456"),  # … of 4 once more than 8 characters follow
+    ("sk_test_abcdefgh", "sk_test_…fgh"),  # 8: fewer than half
+    ("sk_live_short", "sk_live_…rt"),
     ("plainsecretvalue0000", "…0000"),
-    ("tiny", "…"),
+    ("tiny", "…y"),
+    ("ab", "…"),
+    ("sk_test_", "sk_test_…"),
 ])
 def test_mask(secret, masked):
     assert credentials.mask(secret) == masked
+
+
+@pytest.mark.parametrize("secret", ["x", "sk_test_a", "sk_test_ab", "sk_live_abcd", "abcdefgh",
+                                    "sk_test_abcdefghi", "whsec_0123456789"])
+def test_mask_never_shows_half_a_short_secret(secret):
+    masked = credentials.mask(secret)
+    prefix, _, tail = masked.partition("…")
+    rest = secret[len(prefix):]
+    assert secret.startswith(prefix) and rest.endswith(tail)
+    assert len(tail) <= 4 and 2 * len(tail) < max(len(rest), 1)
+
+
+def test_two_short_keys_can_be_told_apart():
+    assert credentials.mask("sk_test_shop01") != credentials.mask("sk_test_shop02")
 
 
 def test_order_file_env_credentials(tmp_path):

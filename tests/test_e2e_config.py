@@ -96,7 +96,77 @@ def test_set_key_insecure_storage_roundtrip(cli, sandbox, tmp_path):
 def test_set_key_without_keyring_explains(cli):
     proc = cli("config", "set-key", input=TEST_KEY)
     assert proc.returncode == 3
-    assert "CLOUDCHAT_API_KEY" in proc.stderr and "--insecure-storage" in proc.stderr
+    assert "no usable OS keyring" in proc.stderr and "Paste" not in proc.stderr
+    # every other place a key can live, with how to use it
+    for choice in ("--insecure-storage", "--api-key-file PATH", "CLOUDCHAT_API_KEY_FILE",
+                   "CLOUDCHAT_API_KEY"):
+        assert choice in proc.stderr
+    assert TEST_KEY not in proc.stdout + proc.stderr
+
+
+def _run_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run cloudchat with a pseudo-terminal as stdin/stdout/stderr and type nothing: a prompt
+    would wait for input forever (the hang guard then fails the test)."""
+    import os
+    import pty
+    import select
+    import signal
+
+    from tests.conftest import cloudchat_exe
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child
+        os.execve(cloudchat_exe(), [cloudchat_exe(), *args], env)
+    output = b""
+    try:
+        while True:
+            ready, _, _ = select.select([fd], [], [], 30)
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                raise AssertionError(f"still waiting for input after: {output!r}")
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), output.decode("utf-8", "replace")
+
+
+def test_set_key_on_a_terminal_without_keyring_does_not_prompt(env):
+    code, output = _run_on_a_terminal(["config", "set-key"], env)
+    assert code == 3, output
+    assert "Paste" not in output and "--insecure-storage" in output
+
+
+def test_set_key_insecure_storage_on_a_terminal_prompts(env):
+    import os
+    import pty
+
+    from tests.conftest import cloudchat_exe
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(cloudchat_exe(), [cloudchat_exe(), "config", "set-key", "--insecure-storage"],
+                  env)
+    seen = b""
+    while b"Paste the API key" not in seen:
+        seen += os.read(fd, 4096)
+    os.write(fd, (TEST_KEY + "\n").encode())
+    rest = b""
+    try:
+        while chunk := os.read(fd, 4096):
+            rest += chunk
+    except OSError:
+        pass
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0, rest
+    assert b"sk_test_\xe2\x80\xa6WXYZ" in rest and TEST_KEY.encode() not in seen + rest
 
 
 def test_set_key_never_takes_an_argument(cli):
@@ -110,17 +180,102 @@ def test_empty_key_input_exit_2(cli):
     assert proc.returncode == 2 and "no API key given" in proc.stderr
 
 
-def test_doctor(cli, sandbox):
+def test_doctor_no_keyring_is_a_warning_when_the_key_is_elsewhere(cli, sandbox):
     proc = cli("config", "doctor", CLOUDCHAT_BASE_URL=sandbox.base_url, CLOUDCHAT_API_KEY=TEST_KEY)
-    assert proc.returncode == 1  # no keyring here: reported as a failed check
-    assert "keyring" in proc.stdout and "CLOUDCHAT_NO_KEYRING" in proc.stdout
+    assert proc.returncode == 0, proc.stdout
+    assert "WARN keyring: none: disabled by CLOUDCHAT_NO_KEYRING" in proc.stdout
+    assert "not needed, the key comes from env CLOUDCHAT_API_KEY" in proc.stdout
+    assert "FAIL" not in proc.stdout
     assert "sk_test_…WXYZ from env CLOUDCHAT_API_KEY" in proc.stdout
-    assert "answers (HTTP 404)" in proc.stdout
-    checks = {c["check"]: c for c in json.loads(cli(
-        "config", "doctor", "--json", CLOUDCHAT_BASE_URL="http://127.0.0.1:9/x",
-        CLOUDCHAT_API_KEY=TEST_KEY).stdout)}
+
+
+def test_doctor_without_any_key_fails(cli, sandbox):
+    proc = cli("config", "doctor", CLOUDCHAT_BASE_URL=sandbox.base_url)
+    assert proc.returncode == 1
+    assert "FAIL keyring" in proc.stdout and "FAIL api key" in proc.stdout
+    assert "not tested: no API key" in proc.stdout
+    assert sandbox.records() == []
+
+
+def test_doctor_tests_the_key_without_sending(cli, sandbox_factory, tmp_path):
+    box = sandbox_factory("--key", TEST_KEY)
+    keyfile = tmp_path / "key"
+    keyfile.write_text(TEST_KEY)
+    keyfile.chmod(0o600)
+    good = cli("--api-key-file", str(keyfile), "config", "doctor",
+               CLOUDCHAT_BASE_URL=box.base_url)
+    assert good.returncode == 0, good.stdout
+    probe = [line for line in good.stdout.splitlines() if "base_url" in line]
+    assert probe == [f"ok   base_url: {box.base_url} accepted the key sk_test_…WXYZ (GET "
+                     "messages/doctor-probe → HTTP 404, as expected; nothing sent)"]
+    bad = cli("config", "doctor", CLOUDCHAT_BASE_URL=box.base_url,
+              CLOUDCHAT_API_KEY="sk_live_wrongwrongwrong9")
+    assert bad.returncode == 1
+    assert "FAIL base_url" in bad.stdout and "refused the key sk_live_…ong9 (HTTP 401" in bad.stdout
+    assert "sk_live_wrongwrongwrong9" not in bad.stdout + bad.stderr
+    assert [(r["method"], r["path"], r["status"]) for r in box.records()] == [
+        ("GET", "/api/public/v1/messages/doctor-probe", 404),
+        ("GET", "/api/public/v1/messages/doctor-probe", 401),
+    ]
+    offline = cli("config", "doctor", "--offline", CLOUDCHAT_BASE_URL=box.base_url,
+                  CLOUDCHAT_API_KEY="sk_live_wrongwrongwrong9")
+    assert offline.returncode == 0 and "base_url" not in offline.stdout
+    assert len(box.records()) == 2  # --offline: nothing went out
+
+
+def test_doctor_json_and_unreachable_server(cli):
+    proc = cli("config", "doctor", "--json", CLOUDCHAT_BASE_URL="http://127.0.0.1:9/x",
+               CLOUDCHAT_API_KEY=TEST_KEY)
+    assert proc.returncode == 1
+    checks = {c["check"]: c for c in json.loads(proc.stdout)}
     assert checks["base_url"]["ok"] is False and "does not answer" in checks["base_url"]["detail"]
-    assert checks["api key"]["ok"] is True
+    assert checks["base_url"]["status"] == "fail"
+    assert checks["api key"]["ok"] is True and checks["api key"]["status"] == "ok"
+    assert checks["keyring"] == {"check": "keyring", "ok": True, "status": "warn",
+                                 "detail": checks["keyring"]["detail"]}
+
+
+@pytest.mark.parametrize(("status", "headers", "code", "line"), [
+    (403, {}, 1, "FAIL base_url: {url} refused the key sk_test_…WXYZ (HTTP 403"),
+    (200, {}, 0, "ok   base_url: {url} accepted the key sk_test_…WXYZ (GET messages/doctor-probe"
+                 " → HTTP 200"),
+    (500, {}, 1, "FAIL base_url: {url} answered HTTP 500"),
+    (302, {"Location": "https://login.example/"}, 1,
+     "FAIL base_url: {url} redirects GET messages/doctor-probe to https://login.example/"),
+    (429, {"Retry-After": "30"}, 0, "WARN base_url: {url} answers, but the key is rate-limited"),
+])
+def test_doctor_against_other_servers(cli, status, headers, code, line):
+    """Servers we did not write: whatever they answer, one line and the right exit code."""
+    import http.server
+    import threading
+
+    seen: list[tuple[str, str | None]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, self.headers.get("Authorization")))
+            body = b'{"message": "nope"}' if status >= 400 else b"{}"
+            self.send_response(status)
+            for key, value in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    try:
+        proc = cli("config", "doctor", CLOUDCHAT_BASE_URL=url, CLOUDCHAT_API_KEY=TEST_KEY)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    lines = [x for x in proc.stdout.splitlines() if "base_url" in x]
+    assert len(lines) == 1 and lines[0].startswith(line.format(url=url)), lines
+    assert seen == [("/v1/messages/doctor-probe", f"Bearer {TEST_KEY}")]  # once, never retried
 
 
 def test_config_path(cli, tmp_path):

@@ -129,8 +129,8 @@ def scripted_env(env, server, **extra):
 
 
 @pytest.mark.parametrize(("behaviour", "code", "needle"), [
-    ("html200", 0, "Sent via whatsapp to 6281234567890"),
-    ("array200", 0, "Sent via whatsapp"),
+    ("html200", 7, "outcome unknown"),  # a 2xx without a message is not success
+    ("array200", 7, "outcome unknown"),
     ("wrongtype", 2, "bad to"),
     ("huge500", 6, "non-JSON text/plain body: EEEE"),
 ])
@@ -171,6 +171,11 @@ def test_broadcast_under_500s_and_429_storm_accounts_exactly(tmp_path, env, sand
     records = box.records()
     assert Counter(r["status"] for r in records)[429] > 0
     assert "pacing evenly" in proc.stderr
+    # the likely causes, not a "stricter server": the key is used where this limiter cannot see
+    said = " ".join(proc.stderr.split())  # however the terminal width wrapped it
+    assert "another machine, or the App's own backend" in said
+    assert "only knows the cloudchat processes on this machine" in said
+    assert "stricter" not in said
     rows = report_rows(report)
     accepted = {r["id"]: r for r in records if r["status"] == 201}
     sent = [r for r in rows if r["status"] == "sent"]
@@ -270,7 +275,7 @@ def test_no_secret_anywhere_after_a_full_run(tmp_path, env, sandbox_factory):
                            "0" * 64, env=cenv))
     outputs.append(run_cli("--debug", "send", "6281234567890", "hi", env={
         **cenv, "CLOUDCHAT_API_KEY_FILE": "", "CLOUDCHAT_API_KEY": "sk_live_wrongwrongwrong9"}))
-    assert [o.returncode for o in outputs] == [0, 0, 0, 0, 1, 0, 0, 0, 1, 3]
+    assert [o.returncode for o in outputs] == [0, 0, 0, 0, 0, 0, 0, 0, 1, 3]
     text = "\n".join(o.stdout + o.stderr for o in outputs)
     files = [p for p in tmp_path.rglob("*") if p.is_file() and p != keyfile]
     text += "\n".join(p.read_bytes().decode("latin-1") for p in files)

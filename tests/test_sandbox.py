@@ -73,7 +73,7 @@ def test_auth(sandbox_factory):
 
 
 def test_unknown_path_json_404_and_405(sandbox):
-    r = httpx.get(sandbox.base_url + "/nothing")
+    r = httpx.get(sandbox.base_url + "/nothing", headers=AUTH)
     assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
     r = httpx.get(sandbox.base_url + "/messages")
     assert r.status_code == 405
@@ -203,3 +203,16 @@ def test_sandbox_does_not_import_the_clients_webhook_or_message_code():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+
+
+def test_unknown_path_checks_the_key_first(sandbox_factory):
+    """The probe `config doctor` sends: 404 for a good key, 401 for a bad or missing one."""
+    box = sandbox_factory("--key", "sk_live_only_this_one")
+    url = box.base_url + "/messages/doctor-probe"
+    good = httpx.get(url, headers={"Authorization": "Bearer sk_live_only_this_one"})
+    assert good.status_code == 404 and good.json()["error"]["type"] == "not_found"
+    for headers in ({}, {"Authorization": "Bearer sk_live_wrong"}, AUTH):
+        bad = httpx.get(url, headers=headers)
+        assert bad.status_code == 401 and bad.json()["error"]["type"] == "unauthorized"
+    assert box.statuses() == [404, 401, 401, 401]
+    assert httpx.get(box.base_url.rsplit("/api/", 1)[0] + "/elsewhere").status_code == 404

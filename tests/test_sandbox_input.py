@@ -221,8 +221,12 @@ def test_405_on_sandbox_routes_and_404_elsewhere(sandbox):
     assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD"
     r = httpx.request("OPTIONS", sandbox.base_url + "/messages/msg_x", timeout=10)
     assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD"
-    r = httpx.request("OPTIONS", sandbox.base_url + "/nothing", timeout=10)
+    r = httpx.request("OPTIONS", sandbox.base_url + "/nothing", headers=AUTH, timeout=10)
     assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
+    r = httpx.request("OPTIONS", sandbox.base_url + "/nothing", timeout=10)
+    assert r.status_code == 401  # under the API prefix the key is checked first
+    r = httpx.request("OPTIONS", root(sandbox) + "/nothing", timeout=10)
+    assert r.status_code == 404
     head = httpx.head(root(sandbox) + "/_sandbox/messages", timeout=10)
     assert head.status_code == 200 and head.content == b""
 

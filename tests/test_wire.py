@@ -277,3 +277,24 @@ def test_send_honours_a_proxy_from_the_environment(server, env):
     assert proc.returncode == 0, proc.stderr
     assert srv.requests[0].startswith(
         b"POST http://api.cloudchat.invalid/api/public/v1/messages HTTP/1.1\r\n")
+
+
+@pytest.mark.parametrize("with_deadline", [False, True])
+def test_http10_answer_closed_by_the_server_is_read_whole(server, with_deadline):
+    """An HTTP/1.0 server (Python's http.server, many proxies) closes after its answer, so
+    http.client closes the connection's socket as soon as the head is read; the body must still
+    come through — also when each read is bounded by the total deadline."""
+    import time
+
+    from cloudchat_cli.core.wire import DEADLINE
+
+    def http10(conn, srv):
+        srv.requests.append(read_request(conn, bytearray()))
+        body = b'{"id": "msg_1", "status": "queued"}' * 200  # more than one recv
+        conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n" + body)
+
+    srv = server(http10)
+    ext = {DEADLINE: time.monotonic() + 30} if with_deadline else {}
+    with client() as http:
+        r = http.send(http.build_request("GET", srv.url(), extensions=ext))
+        assert r.status_code == 200 and r.content.count(b"msg_1") == 200

@@ -31,6 +31,29 @@ class DefaultCommandGroup(TyperGroup):
             args = [self.default, *args]
         return super().parse_args(ctx, args)
 
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if name == self.default and command is not None:
+            _speak_as_group(command)
+        return command
+
+
+def _speak_as_group(command) -> None:
+    """The default command is the group to its users: usage lines and "Try … -h" say
+    ``cloudchat broadcast``, never the internal ``cloudchat broadcast run``."""
+    base = command.context_class
+    if getattr(base, "_as_group", False):
+        return
+
+    class GroupNamedContext(base):
+        _as_group = True
+
+        @property
+        def command_path(self) -> str:
+            return self.parent.command_path if self.parent is not None else super().command_path
+
+    command.context_class = GroupNamedContext
+
 
 def default_group(name: str) -> type[DefaultCommandGroup]:
     return type(f"Default{name.title()}Group", (DefaultCommandGroup,), {"default": name})

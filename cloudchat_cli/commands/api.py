@@ -10,11 +10,11 @@ EPILOG = """[bold]Examples[/bold]
 
   cloudchat api POST messages -f channel=whatsapp -f to=6281234567890 -f text=Halo
   cloudchat api POST messages --input message.json
-  cloudchat api GET messages/msg_123 | jq .status
-  cloudchat api GET conversations -f limit=20            (fields become query parameters on GET)
+  cloudchat api POST messages --input - < message.json | jq -r .status
 
 -f key=value sends a string; -F key=value sends a typed JSON value (number, true/false, null,
-or JSON), and -F key=@file reads the value from a file. Exit codes as for every command.
+or JSON), and -F key=@file reads the value from a file; on GET and DELETE, fields become query
+parameters. Exit codes as for every command.
 """
 
 

@@ -24,14 +24,15 @@ EPILOG = """[bold]Examples[/bold]
 
 CSV: a header row; a 'to' column (--to-column); optional per-row channel, type, text, media_url,
 caption, filename; every column is a template variable. Rows are numbered as in a spreadsheet
-(header = row 1). Exit 0 all sent, 8 some failed/unknown, 2 input errors, 130 interrupted.
+(header = row 1). Exit 0 all sent, 8 some failed/unknown, 2 input errors or another run of
+the same broadcast active, 1 journal removed or unwritable, 130 interrupted.
 """
 
 
 app = typer.Typer(
     cls=default_group("run"),
     help="Send one templated message per CSV row at the App's rate limit; resumable.\n\n"
-    "Usage: cloudchat broadcast FILE.csv [OPTIONS] (see `cloudchat broadcast run --help`)",
+    "Usage: cloudchat broadcast FILE.csv [OPTIONS] (see `cloudchat broadcast --help`)",
     epilog=EPILOG,
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -131,8 +132,7 @@ def run(
         if plan.invalid and not skip_invalid:
             _show_invalid(plan)
             if not opened.resumed:
-                jr.close()
-                _remove_journal(path)
+                jr.discard()
             from cloudchat_cli.core.errors import UsageError
 
             raise UsageError(
@@ -161,11 +161,6 @@ def _channel(value: str | None) -> str | None:
     from cloudchat_cli.services.messages import parse_channel
 
     return parse_channel(value)
-
-
-def _remove_journal(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
 
 
 def _preflight(info, tmpl, options, jr, quiet: bool) -> None:
@@ -263,10 +258,6 @@ def _confirm(pending: int, yes: bool) -> None:
         raise Interrupted("not confirmed; nothing was sent")
 
 
-def resume_command() -> str:
-    return shlex.join(["cloudchat", *sys.argv[1:]])
-
-
 def _send(session, jr, pending, concurrency, quiet, log_every, report, json_out) -> None:
     from cloudchat_cli.core.errors import Interrupted
     from cloudchat_cli.output.progress import BroadcastProgress
@@ -297,7 +288,47 @@ def _send(session, jr, pending, concurrency, quiet, log_every, report, json_out)
             signal.signal(sig, handler)
         if report is not None:
             service_report(jr, report, quiet)
+    _journal_moved(jr, result, report)
     _finish(jr, None, quiet, json_out, result)
+
+
+def _journal_moved(jr, result, report) -> None:
+    """Explain a run stopped because its journal was removed or replaced, and save its record."""
+    from cloudchat_cli.services.broadcast import service
+    from cloudchat_cli.services.broadcast.journal import JournalMoved
+
+    exc = result.fatal
+    if not isinstance(exc, JournalMoved):
+        return
+    saved = service.rescue(jr, exc)
+    if saved is not None:
+        exc.message += f"; this run's record is saved as {saved}"
+        exc.hint = (f"resume from it (rows sent are not sent again) with: "
+                    f"{resume_command(journal=saved)}")
+    else:
+        seen = f"; the report {report} shows what was sent" if report is not None else ""
+        exc.hint = (f"this run's record could not be saved{seen}; running the same command "
+                    "again may resend rows already sent")
+    exc.resume_hint_given = True
+
+
+def resume_command(journal: Path | None = None) -> str:
+    argv = sys.argv[1:]
+    if journal is not None:
+        argv = _without_journal(argv) + ["--journal", str(journal)]
+    return shlex.join(["cloudchat", *argv])
+
+
+def _without_journal(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--journal":
+            skip = True
+        elif not arg.startswith("--journal="):
+            out.append(arg)
+    return out
 
 
 def service_report(jr, report: Path, quiet: bool) -> None:
@@ -310,11 +341,11 @@ def service_report(jr, report: Path, quiet: bool) -> None:
 
 def _finish(jr, report, quiet, json_out, result) -> None:
     from cloudchat_cli.core.errors import CloudChatError, ExitCode, Interrupted
+    from cloudchat_cli.services.broadcast import service
 
     if report is not None:
         service_report(jr, report, quiet)
-    counts = jr.counts()
-    counts["pending"] += counts.pop("sending")
+    counts = service.settled_counts(jr)
     if json_out:
         console.print_json({**counts, "journal": str(jr.path)})
     bad = counts["failed"] + counts["unknown"]
@@ -325,7 +356,8 @@ def _finish(jr, report, quiet, json_out, result) -> None:
         _summary(counts, line, quiet)
     if result is not None and result.fatal is not None:
         exc = result.fatal
-        exc.hint = (exc.hint + "; " if exc.hint else "") + f"resume with: {resume_command()}"
+        if not getattr(exc, "resume_hint_given", False):
+            exc.hint = (exc.hint + "; " if exc.hint else "") + f"resume with: {resume_command()}"
         raise exc
     if result is not None and result.stopped:
         raise Interrupted(f"broadcast interrupted: {line}",
@@ -367,16 +399,20 @@ def status(
     from cloudchat_cli.core.errors import UsageError
     from cloudchat_cli.services.broadcast import service
     from cloudchat_cli.services.broadcast.journal import Journal
+    from cloudchat_cli.services.broadcast.lock import holder
 
     if journal is not None and not journal.is_file():
         raise UsageError(f"no journal at {journal}")
     paths = [journal] if journal else service.list_journals()
     items = []
     for path in paths[:20]:
+        running = holder(path)
         jr = Journal(path)
         try:
             meta = jr.meta()
-            items.append({"journal": str(path), "csv": meta.get("csv_path"), **jr.counts()})
+            counts = jr.counts() if running else {**service.settled_counts(jr), "sending": 0}
+            items.append({"journal": str(path), "csv": meta.get("csv_path"), **counts,
+                          "running_pid": running})
         finally:
             jr.close()
     if json_out:
@@ -386,10 +422,12 @@ def status(
         console.info("No broadcasts yet.")
         return
     for item in items:
+        running = (f"running (PID {item['running_pid']}): {item['sending']} in flight, "
+                   if item["running_pid"] else "")
         console.out().print(
             f"[bold]{console.escape(item['csv'] or '?')}[/bold]\n"
             f"  {console.escape(item['journal'])}"
-            f"\n  {item['sent']} sent, {item['failed']} failed, {item['unknown']} unknown, "
-            f"{item['pending'] + item['sending']} pending, {item['invalid']} invalid, "
+            f"\n  {running}{item['sent']} sent, {item['failed']} failed, "
+            f"{item['unknown']} unknown, {item['pending']} pending, {item['invalid']} invalid, "
             f"{item['skipped']} skipped"
         )

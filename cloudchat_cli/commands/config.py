@@ -34,6 +34,8 @@ def _store(ctx: typer.Context, webhook: bool, insecure_storage: bool, argv_value
     kind = _kind(webhook)
     credentials.refuse_argv_secret(kind, argv_value)
     profile, _ = session.profile()
+    if not insecure_storage:
+        credentials.require_keyring(kind, session.env)  # before asking for the secret
     value = credentials.read_secret_from_user(kind)
     where = credentials.store_secret(
         kind, profile, value, insecure_storage=insecure_storage, env=session.env
@@ -217,22 +219,33 @@ def path() -> None:
         console.info(f"state: {paths.state_dir()}")
 
 
-@app.command("doctor")
+@app.command("doctor", epilog="[bold]Examples[/bold]\n\n"
+             "  cloudchat config doctor             # tests the key with a request that sends "
+             "nothing\n"
+             "  cloudchat config doctor --offline   # no network\n"
+             "  cloudchat --api-key-file shop.key config doctor --json   # a server's key "
+             "file")
 def doctor_cmd(
     ctx: typer.Context,
     json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    offline: bool = typer.Option(False, "--offline", help="Do not contact base_url."),
+    offline: bool = typer.Option(
+        False, "--offline", help="Do not contact base_url (the key is not tested)."
+    ),
 ) -> None:
-    """Check config, keyring, credentials and the server; exit 1 if anything is wrong."""
+    """Check config, keyring, the key and the server; exit 1 if a send could not work."""
+    from cloudchat_cli.output.notify import Notifier
     from cloudchat_cli.services import doctor
 
-    checks = doctor.run_checks(ctx.obj, probe=not offline)
+    checks = doctor.run_checks(ctx.obj, probe=not offline, notify=Notifier())
     if json_out:
-        console.print_json([{"check": c.name, "ok": c.ok, "detail": c.detail} for c in checks])
+        console.print_json([{"check": c.name, "ok": c.ok, "status": c.status,
+                             "detail": c.detail} for c in checks])
     else:
+        marks = {"ok": "[green]ok[/green]  ", "warn": "[yellow]WARN[/yellow]",
+                 "fail": "[red]FAIL[/red]"}
         out = console.out()
         for check in checks:
-            mark = "[green]ok[/green]  " if check.ok else "[red]FAIL[/red]"
-            out.print(f"{mark} [bold]{check.name}[/bold]: {console.escape(check.detail)}")
+            out.print(f"{marks[check.status]} [bold]{check.name}[/bold]: "
+                      f"{console.escape(check.detail)}")
     if not all(c.ok for c in checks):
         raise typer.Exit(1)

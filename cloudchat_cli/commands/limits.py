@@ -47,7 +47,8 @@ def limits(
     if data["blocked_for"]:
         out.print(f"[red]blocked by a 429[/red] for another {data['blocked_for']:.1f} s")
     if data["pacing"]:
-        out.print("even pacing is on (the server was stricter than the configured limit)")
+        out.print("even pacing is on (429s kept coming although the window was kept: the key is "
+                  "probably also used by another machine or the App's own backend)")
 
 
 app = typer.Typer()

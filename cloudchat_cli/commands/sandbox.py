@@ -17,6 +17,7 @@ EPILOG = """[bold]Examples[/bold]
   cloudchat sandbox                                    any sk_test_… key, 60 requests/min
   cloudchat sandbox --port 0 --rate-limit 5 --rate-window 2 --record calls.jsonl
   cloudchat sandbox --latency 1.5 --fail-rate 0.1 --seed 7          a slow, flaky server
+  cloudchat sandbox --webhook-url http://127.0.0.1:3000/hook       signed events to your app
 
 Then, in another shell:
   CLOUDCHAT_BASE_URL=http://127.0.0.1:8787/api/public/v1 CLOUDCHAT_API_KEY=sk_test_x \\

@@ -80,8 +80,7 @@ def send(
     finally:
         notifier.stop()
     if json_out:
-        raw = result["raw"].decode("utf-8", "replace").strip() or "{}"
-        sys.stdout.write(raw + "\n")
+        sys.stdout.write(_json_body(result["raw"], result["response"]) + "\n")
     elif not quiet:
         _summary(result.get("response") or {}, payload)
 
@@ -89,7 +88,11 @@ def send(
 def _read_stdin() -> str:
     from cloudchat_cli.services.messages import MAX_TEXT, InvalidMessage
 
-    data = sys.stdin.buffer.read(MAX_TEXT * 4 + 1)
+    limit = MAX_TEXT * 4  # 4096 characters are at most this many bytes of UTF-8
+    data = sys.stdin.buffer.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidMessage(f"text on stdin is too long (more than {limit} bytes; the API "
+                             f"takes at most {MAX_TEXT} characters)", field="text")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -100,17 +103,43 @@ def _read_stdin() -> str:
 def _summary(response: dict, payload: dict) -> None:
     out = console.out()
     esc = console.escape
-    ident = response.get("id")
-    status = response.get("status")
+    ident = _field(response.get("id"))
+    status = _field(response.get("status"))
     head = "[green]✓[/green] Sent" if console.stdout_is_tty() else "Sent"
     parts = [head]
     if ident:
         parts.append(f"[bold]{esc(ident)}[/bold]")
     if status:
         parts.append(f"({esc(status)})")
-    parts.append(f"via {esc(response.get('channel') or payload['channel'])}")
-    parts.append(f"to {esc(response.get('to') or payload['to'])}")
+    parts.append(f"via {esc(_field(response.get('channel')) or payload['channel'])}")
+    parts.append(f"to {esc(_field(response.get('to')) or payload['to'])}")
     out.print(" ".join(parts))
+
+
+def _field(value: object) -> str:
+    """A field echoed from the server, safe for a terminal: one line, no control characters
+    (an ESC sequence would reach the terminal), JSON for anything not a string or number."""
+    import json
+
+    from cloudchat_cli.core.errorbody import one_line
+
+    if value is None or isinstance(value, bool | dict | list):
+        text = json.dumps(value, ensure_ascii=False) if value else ""
+    elif isinstance(value, str | int | float):
+        text = str(value)
+    else:
+        text = ""
+    return one_line(text, 100)
+
+
+def _json_body(raw: bytes, data: dict) -> str:
+    """The server's JSON as it came, unless it holds characters a terminal would act on."""
+    text = raw.decode("utf-8", "replace").strip()
+    if all(ch.isprintable() or ch in " \t\r\n" for ch in text):
+        return text
+    import json
+
+    return json.dumps(data, ensure_ascii=True)
 
 
 app = typer.Typer()

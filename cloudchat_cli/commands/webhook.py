@@ -25,8 +25,8 @@ NO_SECRET_ARG = typer.Option(None, "--secret", hidden=True, show_default=False)
 
 VERIFY_EPILOG = """[bold]Examples[/bold]
 
-  cloudchat webhook verify body.json --signature 3f1c…            a body saved from your logs
-  cat body.json | cloudchat webhook verify - --signature "sha256=3f1c…"
+  cloudchat webhook verify body.json --signature "$SIGNATURE"     a body saved from your logs
+  cat body.json | cloudchat webhook verify - --signature "sha256=$SIGNATURE"
   cloudchat webhook verify --request captured.http                 a raw request (proxy, nc)
   cloudchat webhook verify --dir ./events                          everything `listen --save` kept
 
@@ -189,8 +189,9 @@ def trigger_cmd(
     from cloudchat_cli.core.errors import CloudChatError, ExitCode
     from cloudchat_cli.services.messages import parse_channel
     from cloudchat_cli.services.webhooks import events
-    from cloudchat_cli.services.webhooks.delivery import deliver, webhook_headers
+    from cloudchat_cli.services.webhooks.delivery import check_url, deliver, webhook_headers
 
+    check_url(url)
     secrets = _secrets(ctx, secret_file, secret)
     body_obj = events.build_event(event, channel=parse_channel(channel), sets=sets)
     body = json.dumps(body_obj, ensure_ascii=False).encode()

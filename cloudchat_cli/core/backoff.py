@@ -76,9 +76,14 @@ def retry_delay(
     now: float,
     rng: Callable[[], float] = _random.random,
 ) -> float:
-    """How long to wait before retry number ``retry`` (0-based) after ``status``."""
+    """How long to wait before retry number ``retry`` (0-based) after ``status``.
+
+    A wait the server asks for is returned as asked, never shortened: retrying earlier than
+    ``Retry-After`` only spends a request on another 429. The caller decides whether the
+    wait fits its budget.
+    """
     if status == 429:
         asked = server_wait(headers, now)
         if asked is not None:
-            return min(asked, policy.max_total_wait)
+            return asked
     return policy.backoff(retry, rng)

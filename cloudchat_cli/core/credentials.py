@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -19,9 +18,11 @@ from typing import Any
 
 from cloudchat_cli.core import paths
 from cloudchat_cli.core.errors import CredentialsError, UsageError
+from cloudchat_cli.core.files import read_limited
 
 SERVICE = "cloudchat-cli"
 KEYRING_TIMEOUT = 5.0
+MAX_SECRET_FILE = 64 * 1024  # a key is ~50 bytes; a larger "key file" is the wrong file
 _SECRET_CHARS = re.compile(r"^[\x21-\x7e]+$")
 
 
@@ -58,11 +59,16 @@ WEBHOOK_SECRET = Kind(
 
 
 def mask(secret: str) -> str:
-    """Show a secret as ``sk_live_…wxyz``: its well-known prefix and, if long enough, 4 chars."""
+    """Show a secret as ``sk_live_…wxyz``: its well-known prefix and its last 4 characters.
+
+    A short secret never shows half of itself: with 8 or fewer characters after the prefix, the
+    tail shown is fewer than half of them (``sk_test_abcdefgh`` → ``sk_test_…fgh``).
+    """
     match = re.match(r"^([a-z]{2,8}_(?:(?:live|test|ro)_)?)", secret)
     prefix = match.group(1) if match else ""
     rest = secret[len(prefix) :]
-    tail = rest[-4:] if len(rest) >= 16 else ""
+    shown = min(4, (len(rest) - 1) // 2)
+    tail = rest[-shown:] if shown > 0 else ""
     return f"{prefix}…{tail}"
 
 
@@ -101,15 +107,10 @@ def check_secret_value(value: str, kind: Kind, where: str) -> str:
 
 def read_secret_file(path: Path, kind: Kind) -> Secret:
     """Read a key from a file (systemd credentials, Docker secrets); warn if others can read it."""
+    raw = read_limited(path, MAX_SECRET_FILE, f"{kind.label} file", CredentialsError)
     try:
+        text = raw.decode("utf-8")
         st = path.stat()
-        if stat.S_ISDIR(st.st_mode):
-            raise CredentialsError(f"{kind.label} file {path} is a directory")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CredentialsError(f"{kind.label} file {path} does not exist") from None
-    except PermissionError:
-        raise CredentialsError(f"{kind.label} file {path} is not readable") from None
     except UnicodeDecodeError:
         raise CredentialsError(f"{kind.label} file {path} is not UTF-8 text") from None
     except OSError as exc:
@@ -208,11 +209,13 @@ def keyring_get(kind: Kind, profile: str, env: Mapping[str, str]) -> tuple[str |
 def _read_credentials_file(path: Path) -> dict[str, Any]:
     import tomllib  # only --insecure-storage users have this file
 
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    raw = read_limited(path, MAX_SECRET_FILE, "credentials file", CredentialsError,
+                       missing_ok=True)
+    if raw is None:
         return {}
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise CredentialsError(f"credentials file {path} is unreadable: {exc}") from None
 
 
@@ -225,7 +228,11 @@ def _write_credentials_file(path: Path, data: dict[str, Any]) -> None:
             lines.append(f"[{profile}]")
             lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
             lines.append("")
-    paths.atomic_write(path, "\n".join(lines), mode=0o600)
+    try:
+        paths.atomic_write(path, "\n".join(lines), mode=0o600)
+    except OSError as exc:  # a read-only directory, a full disk
+        raise CredentialsError(f"cannot write credentials file {path}: {exc.strerror or exc}"
+                               ) from None
 
 
 # --- resolution ------------------------------------------------------------------------------
@@ -287,6 +294,23 @@ def resolve_secret(kind: Kind, profile: str, **kwargs: Any) -> Secret:
     )
 
 
+def require_keyring(kind: Kind, env: Mapping[str, str] | None = None) -> tuple[Any, str]:
+    """The keyring a secret would be stored in; without a usable one, say so — before anyone
+    is asked to paste a secret — and name every other place a secret can live."""
+    backend, desc = keyring_backend(os.environ if env is None else env)
+    if backend is None:
+        raise CredentialsError(
+            f"cannot store the {kind.label} here: no usable OS keyring ({desc})",
+            hint=(
+                f"choose one: `{kind.set_command} --insecure-storage` (a 0600 file next to the "
+                f"config); a 0600 file of your own passed as {kind.file_flag} PATH or "
+                f"{kind.file_env}=PATH (systemd credentials, Docker secrets); or the "
+                f"environment variable {kind.env}"
+            ),
+        )
+    return backend, desc
+
+
 def store_secret(
     kind: Kind,
     profile: str,
@@ -305,15 +329,7 @@ def store_secret(
         data.setdefault(profile, {})[kind.name] = value
         _write_credentials_file(cpath, data)
         return f"credentials file {cpath} (0600)"
-    backend, desc = keyring_backend(env)
-    if backend is None:
-        raise CredentialsError(
-            f"cannot store the {kind.label}: {desc}",
-            hint=(
-                f"use {kind.env} or {kind.file_flag} instead, or store it unencrypted with "
-                f"`{kind.set_command} --insecure-storage`"
-            ),
-        )
+    backend, desc = require_keyring(kind, env)
     try:
         _with_timeout(
             lambda: backend.set_password(SERVICE, _entry(kind, profile), value),

@@ -63,19 +63,36 @@ class NetworkError(CloudChatError):
         self.outcome_unknown = outcome_unknown
 
 
+class UnexpectedResponse(NetworkError):
+    """A 2xx that does not carry what the endpoint answers with (an HTML page from a captive
+    portal or proxy, truncated JSON, an empty body): whether the request was carried out is
+    unknown, and every later request would get the same."""
+
+    def __init__(self, message: str, *, hint: str | None = None):
+        super().__init__(message, outcome_unknown=True, hint=hint)
+
+
 class RateLimitWait(CloudChatError):
     """A request would have to wait for the rate limit and the caller asked not to."""
 
     exit_code = ExitCode.RATE_LIMITED
 
 
-class Interrupted(CloudChatError):
-    """Ctrl-C or SIGTERM."""
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM.
+
+    Not an ``Exception`` (like ``KeyboardInterrupt``): it may be raised at any point while the
+    main thread waits — for the keyring, a rate-limit slot, a retry — and no ``except
+    Exception`` guarding that wait may swallow it and report some other failure. Only
+    ``app.main()`` catches it.
+    """
 
     exit_code = ExitCode.INTERRUPTED
 
     def __init__(self, message: str = "interrupted", *, hint: str | None = None):
-        super().__init__(message, hint=hint)
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
 
 
 def exit_code_for_status(status: int) -> ExitCode:
@@ -105,8 +122,10 @@ class ApiError(CloudChatError):
         type: str | None = None,
         param: str | None = None,
         hint: str | None = None,
+        location: str | None = None,
     ):
         self.status = status
+        self.location = location  # a 3xx's Location (never followed)
         self.code = code if code is not None else status
         self.type = type
         self.param = param

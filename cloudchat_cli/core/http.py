@@ -14,6 +14,7 @@ import httpx
 
 from cloudchat_cli import __version__
 from cloudchat_cli.core.backoff import RETRYABLE_STATUSES, RetryPolicy, retry_delay
+from cloudchat_cli.core.deadline import NO_KEEPALIVE, exchange
 from cloudchat_cli.core.errorbody import one_line, parse_error_body
 from cloudchat_cli.core.errors import ApiError, NetworkError
 from cloudchat_cli.core.throttle import Throttle
@@ -74,6 +75,7 @@ class ApiClient:
         notify: Notify | None = None,
     ):
         self.base_url = base_url.rstrip("/")
+        transport = transport or _default_transport()
         self.retry = retry or RetryPolicy()
         self.throttle = throttle
         self.clock = clock
@@ -90,11 +92,17 @@ class ApiClient:
                 "Accept": "application/json",
             },
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            transport=transport or _default_transport(),
+            transport=transport,
+            # httpx's own transport (behind a proxy) is held to the deadline by watching each
+            # new connection (core/deadline.py): a kept-alive one could not be watched.
+            **({"limits": NO_KEEPALIVE} if transport is None else {}),
             # For httpx's own transport (behind a proxy): its CA bundle costs ~40 ms to load,
             # which a plain-HTTP base URL (the sandbox) never needs. https:// always verifies.
             verify=self.base_url.startswith("https://"),
             follow_redirects=False,
+            # A 3xx is refused before httpx reads its Location (a malformed one would
+            # otherwise surface as a protocol error, "outcome unknown").
+            event_hooks={"response": [self._refuse_redirect]},
         )
         self.timeout = timeout
 
@@ -121,7 +129,10 @@ class ApiClient:
         wait: bool = True,
         on_send: Callable[[], None] | None = None,
     ) -> Response:
-        """Send a request; return the 2xx/3xx response or raise ``ApiError``/``NetworkError``.
+        """Send a request; return the 2xx response or raise ``ApiError``/``NetworkError``.
+
+        A 3xx is an error naming its ``Location``: it is never followed (the API key would
+        travel to wherever it points).
 
         ``on_send`` runs once a rate-limit slot is held, right before each attempt goes out
         (the broadcast journal marks the row ``sending`` there, not while it waits).
@@ -131,9 +142,11 @@ class ApiClient:
         while True:
             response = self._attempt(method, path, json_body, content, params, wait, on_send)
             response.attempts = retries + 1
-            if response.status < 400:
+            if 200 <= response.status < 300:
                 self._consecutive_429 = 0
                 return response
+            if response.status < 400:  # not reached through httpx.Client: kept as a guard
+                raise self._redirect(response.status, response.headers.get("location", ""))
             error = self._error(response)
             if response.status not in RETRYABLE_STATUSES or retries >= self.retry.max_retries:
                 raise error
@@ -141,10 +154,7 @@ class ApiClient:
                 self.retry, retries, response.status, response.headers, self.clock(), self.rng
             )
             if waited + delay > self.retry.max_total_wait:
-                error.hint = (
-                    f"gave up: the next wait ({delay:.0f} s) would pass max_retry_wait "
-                    f"({self.retry.max_total_wait:g} s)"
-                )
+                error.hint = self._gave_up(response.status, delay)
                 raise error
             waited += delay
             retries += 1
@@ -157,6 +167,14 @@ class ApiClient:
                 self._on_429(delay)
             else:
                 self.sleep(delay)
+
+    def _gave_up(self, status: int, delay: float) -> str:
+        budget = f"max_retry_wait ({self.retry.max_total_wait:g} s)"
+        if status != 429:
+            return f"gave up: the next wait ({delay:.0f} s) would pass {budget}"
+        when = _utc(self.clock() + delay)
+        asked = f"{delay:.0f}" if delay < 1e9 else f"{delay:.3g}"
+        return f"the server asks to wait {asked} s, more than {budget}: retry after {when}"
 
     def _on_429(self, delay: float) -> None:
         """Block the key for everyone; if 429s persist, fall back to even pacing."""
@@ -214,30 +232,9 @@ class ApiClient:
                 self.throttle.release(slot)
 
     def _send(self, request: httpx.Request, started: float) -> Response:
-        deadline = started + self.timeout
-        raw = self._http.send(request, stream=True)
-        try:
-            chunks: list[bytes] = []
-            size = 0
-            truncated = False
-            for chunk in raw.iter_bytes():
-                chunks.append(chunk)
-                size += len(chunk)
-                if size >= MAX_BODY:
-                    truncated = True
-                    break
-                if time.monotonic() > deadline:  # a slow drip must not outlive the timeout
-                    raise httpx.ReadTimeout("response body still arriving", request=request)
-            body = b"".join(chunks)[:MAX_BODY]
-            return Response(
-                raw.status_code,
-                {k.lower(): v for k, v in raw.headers.items()},
-                body,
-                time.monotonic() - started,
-                truncated,
-            )
-        finally:
-            raw.close()
+        done = exchange(self._http, request, self.timeout, MAX_BODY)
+        return Response(done.status, done.headers, done.body, time.monotonic() - started,
+                        done.truncated)
 
     def _unknown(self, method: str, url: str, why: str) -> NetworkError:
         if method.upper() in ("GET", "HEAD", "OPTIONS"):
@@ -246,6 +243,22 @@ class ApiClient:
             f"{method} {url}: {why} — outcome unknown, the message may have been sent",
             outcome_unknown=True,
             hint="check before resending, or the recipient may get it twice",
+        )
+
+    def _refuse_redirect(self, raw: httpx.Response) -> None:
+        if 300 <= raw.status_code < 400:
+            raise self._redirect(raw.status_code, raw.headers.get("location", ""))
+
+    def _redirect(self, status: int, location: str) -> ApiError:
+        location = one_line(location, 200) or "no Location"
+        return ApiError(
+            status,
+            f"the API answered with a redirect to {location}; it was not followed (the API key "
+            "would go with it)",
+            type="redirect",
+            location=location,
+            hint=f"fix base_url (now {one_line(self.base_url, 200)}): "
+            "`cloudchat config set base_url URL` with the address the server points to",
         )
 
     def _error(self, response: Response) -> ApiError:
@@ -297,6 +310,15 @@ def _default_transport() -> httpx.BaseTransport | None:
     if any(os.environ.get(v) or os.environ.get(v.lower()) for v in PROXY_VARS):
         return None
     return StdlibTransport(max_idle=8)
+
+
+def _utc(epoch: float) -> str:
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):
+        return "a time too far away to show"
 
 
 def _reason(exc: Exception) -> str:

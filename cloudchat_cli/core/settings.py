@@ -17,6 +17,7 @@ from typing import Any
 from cloudchat_cli.core import paths
 from cloudchat_cli.core.channels import CHANNELS, canonical_channel
 from cloudchat_cli.core.errors import ConfigError
+from cloudchat_cli.core.files import read_limited
 
 DEFAULT_BASE_URL = "https://app.cloudchat.id/api/public/v1"
 DEFAULT_PROFILE = "default"
@@ -48,7 +49,8 @@ def _parse_country_code(value: str) -> str:
     return value
 
 
-def _number(kind: type, minimum: float, *, strict: bool = False) -> Callable[[Any], Any]:
+def _number(kind: type, minimum: float, *, strict: bool = False,
+            maximum: float | None = None) -> Callable[[Any], Any]:
     what = "an integer" if kind is int else "a number"
 
     def parse(value: Any) -> Any:
@@ -64,6 +66,8 @@ def _number(kind: type, minimum: float, *, strict: bool = False) -> Callable[[An
             raise ValueError("must be a finite number")
         if number < minimum or (strict and number == minimum):
             raise ValueError(f"must be {'>' if strict else '>='} {minimum:g}")
+        if maximum is not None and number > maximum:
+            raise ValueError(f"must be at most {maximum:g}")
         return number
 
     return parse
@@ -83,6 +87,11 @@ class Spec:
         return "CLOUDCHAT_" + self.name.upper()
 
 
+# Upper bounds far past any sensible value, but within what a socket timeout, a sleep and the
+# throttle's store can represent (timeout = 1e308 used to end in an OverflowError).
+DAY = 86400.0
+MAX_CONFIG = 1024 * 1024  # a config file is a few hundred bytes; this one is not ours
+
 SPECS: dict[str, Spec] = {
     s.name: s
     for s in (
@@ -94,16 +103,17 @@ SPECS: dict[str, Spec] = {
             _parse_country_code,
             "country code for local numbers like 0812…",
         ),
-        Spec("rate_limit", 60, _number(int, 1), "requests allowed per window (the App's limit)"),
-        Spec("rate_window", 60.0, _number(float, 0, strict=True), "rate-limit window, seconds"),
-        Spec(
-            "rate_margin", 0.25, _number(float, 0), "seconds a slot is held past the window"
-        ),
-        Spec("timeout", 30.0, _number(float, 0, strict=True), "HTTP timeout, seconds"),
-        Spec("max_retries", 4, _number(int, 0), "retries after a 429 or 5xx"),
-        Spec(
-            "max_retry_wait", 300.0, _number(float, 0), "total seconds a request may spend waiting"
-        ),
+        Spec("rate_limit", 60, _number(int, 1, maximum=1_000_000),
+             "requests allowed per window (the App's limit)"),
+        Spec("rate_window", 60.0, _number(float, 0, strict=True, maximum=DAY),
+             "rate-limit window, seconds"),
+        Spec("rate_margin", 0.25, _number(float, 0, maximum=DAY),
+             "seconds a slot is held past the window"),
+        Spec("timeout", 30.0, _number(float, 0, strict=True, maximum=DAY),
+             "seconds one HTTP request may take in total"),
+        Spec("max_retries", 4, _number(int, 0, maximum=1000), "retries after a 429 or 5xx"),
+        Spec("max_retry_wait", 300.0, _number(float, 0, maximum=DAY),
+             "total seconds a request may spend waiting"),
     )
 }
 
@@ -177,7 +187,12 @@ class ConfigFile:
         self.data.setdefault("profiles", {}).setdefault(profile, {})
 
     def save(self) -> None:
-        paths.atomic_write(self.path, dump_config(self.data), mode=0o600)
+        try:
+            paths.atomic_write(self.path, dump_config(self.data), mode=0o600)
+        except OSError as exc:  # a read-only directory, a full disk, a path through a file
+            raise ConfigError(f"cannot write config file {self.path}: {exc.strerror or exc}",
+                              hint="check the permissions of its directory, or point "
+                              "CLOUDCHAT_CONFIG_DIR elsewhere") from None
 
 
 def check_profile_name(name: str) -> str:
@@ -193,14 +208,9 @@ def load_config(path: Path | None = None) -> ConfigFile:
     """Read and check the config file; a missing file is an empty config."""
     path = path or paths.config_file()
     cfg = ConfigFile(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    raw = read_limited(path, MAX_CONFIG, "config file", ConfigError, missing_ok=True)
+    if raw is None:
         return cfg
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a directory") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     import tomllib  # only when there is a file: most runs in CI and cron have none
 
     try:

@@ -15,20 +15,27 @@ What this layer owns, and what the tests check against a real socket:
 * a pooled connection the server has closed is noticed *before* it is reused, so an idle
   keep-alive timeout on the server never turns a new request into "outcome unknown";
 * thread-safe: broadcast threads share one client; each connection serves one request at a
-  time, and at most ``max_idle`` idle connections are kept per host.
+  time, and at most ``max_idle`` idle connections are kept per host;
+* a total deadline (the ``DEADLINE`` request extension): connect, sending, the status line, the
+  headers and the body together end by then. ``http.client``'s socket timeout bounds each
+  ``recv`` alone, so a server dripping one byte a second would otherwise hold us forever.
 """
 
 from __future__ import annotations
 
 import http.client
+import io
 import select
+import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 
 import httpx
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+DEADLINE = "cloudchat.deadline"  # request extension: time.monotonic() by which it must be over
 Origin = tuple[str, str, int]
 
 
@@ -64,7 +71,8 @@ class StdlibTransport(httpx.BaseTransport):
                 return
         conn.close()
 
-    def _connect(self, origin: Origin, timeout: float | None) -> http.client.HTTPConnection:
+    def _connect(self, origin: Origin, timeout: float | None,
+                 deadline: float | None) -> http.client.HTTPConnection:
         scheme, host, port = origin
         if scheme == "https":
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
@@ -72,6 +80,7 @@ class StdlibTransport(httpx.BaseTransport):
         else:
             conn = http.client.HTTPConnection(host, port, timeout=timeout)
         try:
+            conn.timeout = _within(timeout, deadline)
             conn.connect()
         except TimeoutError as exc:
             conn.close()
@@ -96,10 +105,12 @@ class StdlibTransport(httpx.BaseTransport):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
         origin = (url.scheme, url.host, url.port or DEFAULT_PORTS[url.scheme])
         timeouts = request.extensions.get("timeout", {})
+        deadline = request.extensions.get(DEADLINE)
         body = request.read()
-        conn = self._checkout(origin) or self._connect(origin, timeouts.get("connect"))
+        conn = self._checkout(origin) or self._connect(origin, timeouts.get("connect"), deadline)
+        conn.response_class = _response_class(deadline)
         try:
-            conn.sock.settimeout(timeouts.get("write"))
+            conn.sock.settimeout(_within(timeouts.get("write"), deadline))
             conn.putrequest(request.method, url.raw_path.decode("ascii"), skip_host=True,
                             skip_accept_encoding=True)
             for name, value in request.headers.raw:
@@ -115,7 +126,7 @@ class StdlibTransport(httpx.BaseTransport):
             conn.close()
             raise httpx.LocalProtocolError(f"cannot send this request: {exc}") from exc
         try:
-            conn.sock.settimeout(timeouts.get("read"))
+            conn.sock.settimeout(_within(timeouts.get("read"), deadline))
             response = conn.getresponse()
         except BaseException as exc:
             conn.close()
@@ -169,6 +180,65 @@ class _Body(httpx.SyncByteStream):
             self._transport._checkin(self._origin, conn)
         else:
             conn.close()
+
+
+def _within(timeout: float | None, deadline: float | None) -> float | None:
+    """``timeout``, shortened to what is left before ``deadline``; past it, raise TimeoutError."""
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineReader(io.RawIOBase):
+    """The socket as ``http.client`` reads a response: each ``recv`` gets only the time left.
+
+    It reads through the socket's own ``SocketIO`` (``makefile``), which holds a reference on
+    the descriptor: ``http.client`` closes the connection's socket as soon as it has read the
+    head of an answer that ends with the connection (HTTP/1.0, ``Connection: close``), and the
+    body must still be readable after that, as it is with the plain ``HTTPResponse``.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        self._sock = sock
+        self._raw = sock.makefile("rb", buffering=0)
+        self._deadline = deadline
+        self._timeout = sock.gettimeout()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        self._sock.settimeout(_within(self._timeout, self._deadline))
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _DeadlineSocket:
+    """What ``HTTPResponse`` is given instead of the socket: only ``makefile`` is used."""
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        self._sock = sock
+        self._deadline = deadline
+
+    def makefile(self, mode: str, *args: object, **kw: object) -> io.BufferedReader:
+        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
+
+
+def _response_class(deadline: float | None) -> type[http.client.HTTPResponse]:
+    if deadline is None:
+        return http.client.HTTPResponse
+
+    class DeadlineResponse(http.client.HTTPResponse):
+        def __init__(self, sock, *args, **kw):
+            super().__init__(_DeadlineSocket(sock, deadline), *args, **kw)
+
+    return DeadlineResponse
 
 
 def _still_open(conn: http.client.HTTPConnection) -> bool:

@@ -9,6 +9,16 @@ from cloudchat_cli.output import console
 WAIT_SHOWN_AFTER = 1.0
 
 
+def pacing_warning(interval: float) -> str:
+    """429s despite a kept window: name the usual cause, which no local setting can see."""
+    return (
+        "the server keeps answering 429 although this machine keeps to the window: the key is "
+        "probably also used elsewhere — another machine, or the App's own backend (the limiter "
+        "only knows the cloudchat processes on this machine); pacing evenly at one request "
+        f"every {interval:.2f} s from now on"
+    )
+
+
 class Notifier:
     """Callable passed to the API client as ``notify``; quiet mode drops everything."""
 
@@ -40,10 +50,7 @@ class Notifier:
             )
         elif event == "pacing" and not self._pacing_said:
             self._pacing_said = True
-            console.warn(
-                "the server keeps answering 429 although the window is respected; "
-                f"pacing evenly at one request every {data['interval']:.2f} s from now on"
-            )
+            console.warn(pacing_warning(data["interval"]))
 
     def stop(self) -> None:
         if self._status is not None:

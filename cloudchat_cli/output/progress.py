@@ -98,8 +98,9 @@ class BroadcastProgress:
                 self.waiting = True
                 self._refresh(force=False, wait=data["seconds"])
         elif event == "pacing" and not self.quiet:
-            console.warn("the server keeps answering 429 although the window is respected; "
-                         f"pacing evenly at one request every {data['interval']:.2f} s")
+            from cloudchat_cli.output.notify import pacing_warning
+
+            console.warn(pacing_warning(data["interval"]))
 
     def _refresh(self, *, force: bool, wait: float | None = None) -> None:
         if self.quiet:

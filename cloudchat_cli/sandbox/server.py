@@ -186,6 +186,11 @@ class SandboxApp(App):
         """The handler for this request, or the 404/405 answer (read before the body)."""
         methods = self.routes.find(request.path)
         if methods is None:
+            if request.path.startswith(API_PREFIX + "/"):
+                # Like the real API: an unknown key is refused before the route is looked up.
+                key = self._authorize(request, None, write=False)
+                if isinstance(key, Response):
+                    return key
             return self._finish(request, 404, _error(404, "not_found",
                                                      f"no such resource: {request.path}"))
         handler = methods.get(request.method)

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cloudchat_cli.core.channels import CHANNELS, canonical_channel
-from cloudchat_cli.core.errors import UsageError
+from cloudchat_cli.core.errorbody import one_line
+from cloudchat_cli.core.errors import UnexpectedResponse, UsageError
 
 if TYPE_CHECKING:
     from cloudchat_cli.core.http import ApiClient
@@ -243,12 +244,47 @@ def send_message(
     wait: bool = True,
     on_send: Callable[[], None] | None = None,
 ) -> dict:
-    """POST the message; return the server's JSON object (or None in ``response``)."""
+    """POST the message; return the server's message object.
+
+    Success is positive evidence: a 2xx whose body is a JSON object with an ``id``. Any other
+    2xx (an HTML page from a captive portal, truncated JSON, 204, an array) raises
+    ``UnexpectedResponse``: the outcome is unknown.
+    """
     response = client.request("POST", "messages", json_body=payload, wait=wait, on_send=on_send)
     data = response.json()
+    if not _is_message(data):
+        raise UnexpectedResponse(
+            f"POST {client.url('messages')}: HTTP {response.status} without a message object "
+            f"({_describe(response)}) — outcome unknown, the message may have been sent",
+            hint="check base_url (`cloudchat config show`): a proxy, captive portal or wrong "
+            "server may be answering; check before resending",
+        )
     return {
-        "response": data if isinstance(data, dict) else None,
+        "response": data,
         "raw": response.body,
         "status": response.status,
         "attempts": response.attempts,
     }
+
+
+def _is_message(data: Any) -> bool:
+    if not isinstance(data, dict):
+        return False
+    ident = data.get("id")
+    return (isinstance(ident, str) and bool(ident.strip())) or (
+        isinstance(ident, int) and not isinstance(ident, bool))
+
+
+def _describe(response: Any) -> str:
+    """What came back instead of a message, in a few words (never the body's bytes as is)."""
+    if not response.body:
+        return "empty body"
+    kind = one_line(response.headers.get("content-type", ""), 60) or "no Content-Type"
+    data = response.json()
+    if data is None:
+        text = one_line(response.body.decode("utf-8", "replace"), 60)
+        return f"{kind} body that is not JSON: {text}"
+    if isinstance(data, dict):
+        return "a JSON object without an id"
+    names = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return f"a JSON {names.get(type(data), 'value')}"

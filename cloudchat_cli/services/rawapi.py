@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloudchat_cli.core.errors import UsageError
+from cloudchat_cli.core.files import read_limited
 
 if TYPE_CHECKING:
     from cloudchat_cli.core.http import ApiClient, Response
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 MAX_INPUT = 16 * 1024 * 1024
+PIPE_HINT = "to send what a command prints, pipe it to --input -"
 
 
 @dataclass
@@ -44,16 +46,36 @@ def _pair(item: str, flag: str) -> tuple[str, str]:
     return key.strip(), value
 
 
-def _typed(value: str) -> Any:
+def _typed(key: str, value: str) -> Any:
     if value.startswith("@"):
+        data = read_limited(value[1:], MAX_INPUT, f"file for -F {key}", hint=PIPE_HINT)
         try:
-            return Path(value[1:]).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read {value[1:]}: {exc}") from None
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"-F {key}=@{value[1:]}: the file is not UTF-8 text "
+                             f"(byte {exc.start})") from None
     try:
-        return json.loads(value)
+        return json.loads(value, parse_constant=_no_constant, parse_float=_finite)
+    except _NotFinite:
+        raise UsageError(f"-F {key}={value[:40]}: not a finite number (JSON has no NaN or "
+                         "Infinity)", hint="use -f to send it as a string") from None
     except ValueError:
         return value
+
+
+class _NotFinite(Exception):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotFinite(name)
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):  # 1e999
+        raise _NotFinite(text)
+    return number
 
 
 def build_request(method: str, path: str, fields: list[str], typed: list[str],
@@ -68,12 +90,11 @@ def build_request(method: str, path: str, fields: list[str], typed: list[str],
         values[key] = value
     for item in typed:
         key, value = _pair(item, "-F")
-        values[key] = _typed(value)
+        values[key] = _typed(key, value)
     if input_file is not None:
         if values:
             raise UsageError("give --input or -f/-F fields, not both")
-        data = sys.stdin.buffer.read(MAX_INPUT) if input_file == "-" else _read(input_file)
-        request.content = data
+        request.content = _stdin() if input_file == "-" else _read(input_file)
         return request
     if values:
         if method in ("GET", "DELETE"):
@@ -85,10 +106,15 @@ def build_request(method: str, path: str, fields: list[str], typed: list[str],
 
 
 def _read(name: str) -> bytes:
-    try:
-        return Path(name).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {name}: {exc.strerror}") from None
+    return read_limited(name, MAX_INPUT, "--input file", hint=PIPE_HINT)
+
+
+def _stdin() -> bytes:
+    data = sys.stdin.buffer.read(MAX_INPUT + 1)
+    if len(data) > MAX_INPUT:
+        raise UsageError(f"--input -: stdin is too long (more than {MAX_INPUT // 1024 // 1024} "
+                         "MiB)")
+    return data
 
 
 def send(client: ApiClient, request: RawRequest, *, wait: bool = True) -> Response:

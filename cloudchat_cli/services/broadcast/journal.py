@@ -9,6 +9,7 @@ possibly sent (left in ``sending``: it becomes ``unknown`` and is not resent unl
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +49,17 @@ def _error(message: str) -> JournalError:
     )
 
 
+class JournalMoved(CloudChatError):
+    """The journal's path no longer names the file this run writes to."""
+
+    def __init__(self, path: Path, how: str):
+        super().__init__(
+            f"the journal {path} was {how} while this broadcast was running: stopped sending"
+        )
+        self.path = path
+        self.how = how
+
+
 class Journal:
     """Thread-safe access to one broadcast's journal."""
 
@@ -56,9 +68,52 @@ class Journal:
         self._db = LockedDb(path, SCHEMA, label="broadcast journal", synchronous="FULL",
                             error=_error)
         self._tx = self._db.tx
+        self._lock = None
+
+    def hold(self, lock) -> None:
+        """Keep ``lock`` (a ``JournalLock``) until this journal is closed."""
+        self._lock = lock
 
     def close(self) -> None:
+        try:
+            self._db.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
+
+    def discard(self) -> None:
+        """Delete the journal's files, then release its lock (no run can slip in between)."""
         self._db.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        self.close()
+
+    def verify_path(self) -> None:
+        """Raise ``JournalMoved`` unless the path still names the file this journal has open.
+
+        SQLite keeps writing to a removed or replaced file without a word, and the next run
+        would find no record of what this one sent: so a run checks before each send."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise JournalMoved(self.path, "removed") from None
+        except OSError as exc:
+            raise JournalMoved(self.path, f"made unreachable ({exc.strerror})") from None
+        if (st.st_dev, st.st_ino) != self._db.identity():
+            raise JournalMoved(self.path, "replaced")
+
+    def save_copy(self, target: Path) -> None:
+        """Write this journal's content to a new file ``target`` (which must not exist)."""
+        try:
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        except OSError as exc:
+            raise _error(f"cannot save the journal as {target}: {exc.strerror}") from None
+        try:
+            self._db.execute_alone("VACUUM INTO ?", (str(target),))
+        except JournalError:
+            target.unlink(missing_ok=True)
+            raise
 
     # --- meta ------------------------------------------------------------------------------
 

@@ -13,14 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cloudchat_cli.core.errors import ApiError, CloudChatError, NetworkError
-from cloudchat_cli.services.broadcast.journal import Journal
+from cloudchat_cli.core.errors import ApiError, CloudChatError, NetworkError, UnexpectedResponse
+from cloudchat_cli.services.broadcast.journal import Journal, JournalMoved
 from cloudchat_cli.services.messages import send_message
 
 if TYPE_CHECKING:
     from cloudchat_cli.core.http import ApiClient
 
 # Answers that mean no other row can succeed either: stop the run, keep the rest pending.
+# (A 3xx and a 2xx without a message stop it too, after recording their row: see _send.)
 FATAL_STATUSES = {401, 403, 404}
 
 
@@ -124,6 +125,7 @@ class Runner:
         marked = []
 
         def on_send() -> None:
+            self.journal.verify_path()  # JournalMoved: stop before this request goes out
             if not marked:
                 self.journal.mark(row, "sending")
                 marked.append(True)
@@ -135,6 +137,10 @@ class Runner:
             if marked:
                 self.journal.mark(row, "pending")
             return
+        except JournalMoved:
+            if marked:  # found before a retry: the earlier attempt was rejected
+                self.journal.mark(row, "pending")
+            raise
         except ApiError as exc:
             if exc.status in FATAL_STATUSES:
                 self.journal.mark(row, "pending")
@@ -142,6 +148,17 @@ class Runner:
                 return
             self.journal.mark(row, "failed", http_status=exc.status, error=exc.message)
             self._count("failed", row, {"status": exc.status, "error": exc.message})
+            if 300 <= exc.status < 400:  # base_url is wrong for every row: stop, keep the rest
+                _add_hint(exc, "once fixed, add --retry-failed to resend the failed row(s)")
+                self._fatal(exc)
+            return
+        except UnexpectedResponse as exc:
+            # Something that is not the API answered 2xx (a portal, a proxy): this row may or
+            # may not have been sent, and every other row would meet the same answer.
+            self.journal.mark(row, "unknown", error=exc.message)
+            self._count("unknown", row, {"error": exc.message})
+            _add_hint(exc, "--retry-unknown resends the unknown row(s) (may duplicate)")
+            self._fatal(exc)
             return
         except NetworkError as exc:
             if exc.outcome_unknown:
@@ -151,8 +168,7 @@ class Runner:
                 self.journal.mark(row, "pending")
                 self._fatal(exc)
             return
-        body = result.get("response") or {}
-        message_id = body.get("id") if isinstance(body.get("id"), str) else None
+        message_id = str(result["response"]["id"])
         self.journal.mark(row, "sent", message_id=message_id, http_status=result["status"])
         self._count("sent", row, {"id": message_id})
 
@@ -166,3 +182,7 @@ class Runner:
             if self.result.fatal is None:
                 self.result.fatal = exc
         self.stop.set()
+
+
+def _add_hint(exc: CloudChatError, text: str) -> None:
+    exc.hint = f"{exc.hint}; {text}" if exc.hint else text

@@ -12,7 +12,8 @@ from pathlib import Path
 from cloudchat_cli.core import paths
 from cloudchat_cli.core.errors import UsageError
 from cloudchat_cli.services.broadcast.csvsource import CsvInfo
-from cloudchat_cli.services.broadcast.journal import Journal
+from cloudchat_cli.services.broadcast.journal import Journal, JournalError, JournalMoved
+from cloudchat_cli.services.broadcast.lock import JournalLock
 from cloudchat_cli.services.broadcast.plan import BroadcastOptions
 
 REPORT_COLUMNS = ["row", "to", "channel", "status", "message_id", "http_status", "error"]
@@ -38,7 +39,27 @@ class Opened:
 def open_journal(
     path: Path, info: CsvInfo, options: BroadcastOptions, *, explicit: bool
 ) -> Opened:
-    """Open (or create) the journal; refuse one that belongs to another CSV or template."""
+    """Lock and open (or create) the journal; refuse one that belongs to another CSV or template.
+
+    The lock is taken before anything is read or changed (another run may be archiving or
+    writing this journal) and is held until ``Journal.close()``."""
+    try:
+        paths.ensure_private_dir(path.parent)
+        lock = JournalLock.acquire(path)
+    except OSError as exc:
+        raise UsageError(f"cannot lock the journal {path}: {exc.strerror}") from None
+    try:
+        opened = _open_locked(path, info, options, explicit=explicit)
+    except BaseException:
+        lock.release()
+        raise
+    opened.journal.hold(lock)
+    return opened
+
+
+def _open_locked(
+    path: Path, info: CsvInfo, options: BroadcastOptions, *, explicit: bool
+) -> Opened:
     existed = path.exists()
     journal = Journal(path)
     if existed:
@@ -93,6 +114,46 @@ def resume(journal: Journal, *, retry_failed: bool, retry_unknown: bool) -> Resu
     return Resumed(crashed, journal.requeue(states), states)
 
 
+def settled(state: str) -> str:
+    """A row's state once no run is sending it: one left ``sending`` may have gone out."""
+    return "unknown" if state == "sending" else state
+
+
+def settled_counts(journal: Journal) -> dict[str, int]:
+    """The journal's counts after a run ended: rows left ``sending`` count as ``unknown``.
+
+    A row stays ``sending`` when the journal could not record its answer (disk full) or the
+    run was stopped at once: its request may have reached the server, so it is never
+    reported ``pending``."""
+    counts = journal.counts()
+    counts["unknown"] += counts.pop("sending")
+    return counts
+
+
+def rescue(journal: Journal, moved: JournalMoved) -> Path | None:
+    """Save a journal whose path was removed or replaced under a run beside it; None if not."""
+    target = moved.path.with_name(f"{moved.path.stem}.saved-{time.time_ns()}.sqlite3")
+    try:
+        journal.save_copy(target)
+    except JournalError:
+        return None
+    return target
+
+
+# Spreadsheets evaluate a cell starting with these as a formula (OWASP "CSV injection"); the
+# full-width forms are read as formulas by some locales' Excel too.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def safe_cell(value: object) -> str:
+    """Neutralise a report cell: prefix one apostrophe to anything a spreadsheet could evaluate.
+
+    A cell that already starts with an apostrophe gets one too, so removing exactly one leading
+    apostrophe always gives back the original text (``'+62 812`` → ``+62 812``)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith((*_FORMULA_START, "'")) else text
+
+
 def write_report(journal: Journal, path: Path) -> int:
     """Write the per-row report atomically (temp file + rename); return the number of rows."""
     path = Path(path)
@@ -105,9 +166,13 @@ def write_report(journal: Journal, path: Path) -> int:
             for row, recipient, channel, state, message_id, http_status, error in (
                 journal.report_rows()
             ):
-                status = "pending" if state == "sending" else state
-                writer.writerow([row, recipient or "", channel or "", status, message_id or "",
-                                 http_status or "", error or ""])
+                if state == "sending" and not error:
+                    error = ("its request may have gone out but the answer was not recorded "
+                             "(the run stopped, or the journal could not be written); it may "
+                             "have been delivered")
+                writer.writerow([safe_cell(cell) for cell in (
+                    row, recipient, channel, settled(state), message_id, http_status or "",
+                    error)])
                 count += 1
         tmp.replace(path)
     except OSError as exc:

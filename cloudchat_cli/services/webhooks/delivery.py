@@ -13,11 +13,27 @@ from dataclasses import dataclass
 import httpx
 
 from cloudchat_cli import __version__
+from cloudchat_cli.core.deadline import NO_KEEPALIVE, exchange
 from cloudchat_cli.core.errorbody import one_line
+from cloudchat_cli.core.errors import UsageError
 from cloudchat_cli.services.webhooks.signature import HEADER, sign
 
-TIMEOUT = 5.0
+TIMEOUT = 5.0  # per attempt, in total: connect, headers and body
 RETRY_DELAYS = (2.0, 4.0, 8.0)
+MAX_ANSWER = 64 * 1024  # of the receiver's answer, only a line is ever shown
+
+
+def check_url(url: str) -> str:
+    """An http(s) URL with a host, or a usage error (``file:///…`` is not a webhook endpoint)."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UsageError(f"{one_line(url, 80)!r} is not an http:// or https:// URL",
+                         hint="give the endpoint of your webhook receiver, e.g. "
+                         "http://127.0.0.1:3000/hook")
+    return url
 
 
 @dataclass
@@ -62,15 +78,20 @@ def deliver(
 ) -> list[Attempt]:
     """POST ``body`` until a 2xx, a non-retryable answer, or the retries run out."""
     own = client is None
-    http = client or httpx.Client(timeout=timeout)
+    # No keep-alive: each attempt's connection is watched for the total deadline (the vendor
+    # gives up after 5 s however the bytes trickle in), and a new connection is the vendor's
+    # behaviour anyway.
+    http = client or httpx.Client(timeout=timeout, limits=NO_KEEPALIVE)
     attempts: list[Attempt] = []
     try:
         for number in range(1, len(delays) + 2):
             started = time.monotonic()
             try:
-                response = http.post(url, content=body, headers=headers, timeout=timeout)
-                attempt = Attempt(number, response.status_code, time.monotonic() - started,
-                                  body=one_line(response.text, 200))
+                request = http.build_request("POST", url, content=body, headers=headers,
+                                             timeout=timeout)
+                done = exchange(http, request, timeout, MAX_ANSWER)
+                attempt = Attempt(number, done.status, time.monotonic() - started,
+                                  body=one_line(done.body.decode("utf-8", "replace"), 200))
             except httpx.TimeoutException:
                 attempt = Attempt(number, None, time.monotonic() - started,
                                   f"no answer within {timeout:g} s")
