@@ -9,6 +9,7 @@ connection) is the ground truth for connection reuse.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -390,3 +391,15 @@ def test_node_streaming_request_without_a_length(sandbox, tmp_path):
     records = sandbox.records()
     assert [r["request"] for r in records] == [MSG] * 3
     assert len({r["conn"] for r in records}) == 1
+
+
+def test_a_failure_inside_the_sandbox_is_a_json_500_not_a_hang_up(sandbox_factory):
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full to make the record write fail")
+    box = sandbox_factory("--record", "/dev/full")  # every record write fails (ENOSPC)
+    r = httpx.post(box.base_url + "/messages", json=MSG,
+                   headers={"Authorization": f"Bearer {TEST_KEY}"}, timeout=10)
+    assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
+    assert r.headers["connection"] == "close"
+    box.stop()
+    assert "No space left on device" in box.proc.stderr.read()

@@ -259,20 +259,25 @@ class Connection:
         if request is None:
             return False
         if self.h11.they_are_waiting_for_100_continue:
-            early = self.app.before_body(request)
+            early = self._call(self.app.before_body, request)
             if early is not None:  # refused from the headers: the body is never asked for
                 early.close = True
                 self._respond(early, request.method)
                 return True
         request.body = self._read_body()
-        try:
-            answer = self.app.handle(request)
-        except Exception as exc:  # a sandbox bug must not look like a network failure
-            answer = self.app.internal_error(exc, request)
+        answer = self._call(self.app.handle, request)
         if answer is None:  # --drop-rate: the request was read, the answer never comes
             return False
         self._respond(answer, request.method)
         return True
+
+    def _call(self, handler: Any, request: Request) -> Response | None:
+        try:
+            return handler(request)
+        except Exception as exc:  # a sandbox bug must not look like a network failure
+            answer = self.app.internal_error(exc, request)
+            answer.close = True
+            return answer
 
     def _linger(self) -> None:
         """Close without a reset: stop writing, then drain what the client is still sending.

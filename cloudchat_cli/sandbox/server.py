@@ -243,10 +243,11 @@ class SandboxApp(App):
                               close=True)
 
     def internal_error(self, error: Exception, request: Request) -> Response:
-        self.state.log(f"sandbox bug: {type(error).__name__}: {error} "
+        self.state.log(f"sandbox error: {type(error).__name__}: {error} "
                        f"({request.method} {request.path})")
-        return self._finish(request, 500, _error(500, "server_error", "internal sandbox error"),
-                            close=True)
+        # Not recorded: writing the record may be what failed.
+        return _json_response(500, _error(500, "server_error", "internal sandbox error"),
+                              close=True)
 
     # --- routes ----------------------------------------------------------------------------
 
