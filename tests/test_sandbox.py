@@ -2,7 +2,10 @@
 
 import concurrent.futures
 import json
+import signal
 import socket
+import subprocess
+import sys
 import time
 
 import httpx
@@ -10,7 +13,7 @@ import pytest
 
 from cloudchat_cli.sandbox.ratelimit import RollingWindow
 
-from .conftest import TEST_KEY, run_cli
+from .conftest import TEST_KEY, cloudchat_exe, run_cli
 from .fakes import FakeClock
 
 pytestmark = pytest.mark.e2e
@@ -136,6 +139,26 @@ def test_sigterm_stops_cleanly(sandbox_factory):
     assert "Traceback" not in err and "stopped" in err.lower()
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_right_after_start_up_stops_it(env, tmp_path, signum):
+    """A stop signal at any moment stops the sandbox, even one sent as soon as it prints its
+    URL (the handler raised an exception wherever the main thread was, and library code could
+    swallow it: a sandbox that ignored SIGTERM until killed)."""
+    for _ in range(8):
+        proc = subprocess.Popen([cloudchat_exe(), "sandbox", "--port", "0"], env=env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        assert "listening on" in proc.stdout.readline()
+        proc.send_signal(signum)
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            pytest.fail("the sandbox ignored the signal")
+        assert proc.returncode == 0 and "stopped" in err.lower() and "Traceback" not in err
+
+
 def test_port_in_use_exit_2(env):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -162,6 +185,24 @@ def test_rolling_window_unit():
     clock.advance(5)
     assert window.admit("k").allowed  # …so the window frees exactly 10 s after the first
     assert json.dumps(denied.headers())
+
+
+def test_sandbox_signs_with_its_own_hmac_github_vector():
+    """GitHub's published test vector (a secret with spaces, a body with a comma)."""
+    from cloudchat_cli.sandbox.webhooks import sign
+
+    assert sign("It's a Secret to Everybody", b"Hello, World!") == (
+        "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
+
+
+def test_sandbox_does_not_import_the_clients_webhook_or_message_code():
+    """Emulator and client must not share bugs: the sandbox has its own HTTP front end,
+    validation and signing."""
+    code = ("import sys, cloudchat_cli.sandbox.server, cloudchat_cli.sandbox.webhooks; "
+            "print(sorted(m for m in sys.modules if m.startswith('cloudchat_cli.services')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
 
 
 def test_unknown_path_checks_the_key_first(sandbox_factory):

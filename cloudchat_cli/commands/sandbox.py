@@ -78,8 +78,9 @@ def sandbox(
 ) -> None:
     """Run a local CloudChat API emulator (no account needed)."""
     steady_gc()
-    from cloudchat_cli.core.errors import Interrupted, UsageError
+    from cloudchat_cli.core.errors import UsageError
     from cloudchat_cli.sandbox.server import SandboxConfig, SandboxServer
+    from cloudchat_cli.sandbox.signals import StopSignals
 
     secret = _webhook_secret(ctx, webhook_secret_file) if webhook_url else None
     config = SandboxConfig(
@@ -87,32 +88,32 @@ def sandbox(
         latency=latency, fail_rate=fail_rate, drop_rate=drop_rate, seed=seed, record=record,
         quiet=quiet, webhook_url=webhook_url, webhook_secret=secret, status_delay=status_delay,
     )
-    try:
-        server = SandboxServer(config, out=sys.stdout)
-    except OSError as exc:
-        if record and exc.filename == record:
-            raise UsageError(f"cannot open --record file {record}: {exc.strerror}") from None
-        raise UsageError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-            hint="pick another --port (0 chooses a free one)",
-        ) from None
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        console.warn(f"listening on {host}: other machines can reach this sandbox")
-    if webhook_url:
-        console.info(f"webhooks → {webhook_url}")
-    sys.stdout.write(f"CloudChat sandbox listening on {server.base_url}\n")
-    sys.stdout.flush()
-    console.info(
-        f"rate limit {rate_limit} per {rate_window:g} s per key; "
-        f"keys: {'the ones given' if key else 'any sk_test_…'}; Ctrl-C to stop"
-    )
-    try:
-        server.serve_forever()
-    except Interrupted:
-        console.info("Sandbox stopped.")
-    finally:
-        server.httpd.server_close()
-        server.state.close()
+    with StopSignals() as stop:  # before the URL is printed: a SIGTERM right after it counts
+        try:
+            server = SandboxServer(config, out=sys.stdout)
+        except OSError as exc:
+            if record and exc.filename == record:
+                raise UsageError(f"cannot open --record file {record}: {exc.strerror}") from None
+            raise UsageError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                hint="pick another --port (0 chooses a free one)",
+            ) from None
+        try:
+            server.start_background()
+            if host not in ("127.0.0.1", "localhost", "::1"):
+                console.warn(f"listening on {host}: other machines can reach this sandbox")
+            if webhook_url:
+                console.info(f"webhooks → {webhook_url}")
+            sys.stdout.write(f"CloudChat sandbox listening on {server.base_url}\n")
+            sys.stdout.flush()
+            console.info(
+                f"rate limit {rate_limit} per {rate_window:g} s per key; "
+                f"keys: {'the ones given' if key else 'any sk_test_…'}; Ctrl-C to stop"
+            )
+            stop.wait()
+        finally:
+            server.stop()
+    console.info("Sandbox stopped.")
 
 
 def _webhook_secret(ctx: typer.Context, secret_file: Path | None) -> str:

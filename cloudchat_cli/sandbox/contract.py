@@ -34,25 +34,54 @@ def check_message(body: Any) -> tuple[str, str, str] | None:
     return param, message, kind
 
 
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _string(body: dict, name: str) -> tuple[str, str] | None:
+    """The problem with a required string field, or None."""
+    value = body.get(name)
+    if value is None:
+        return name, f"missing required parameter: {name}"
+    if not isinstance(value, str):
+        return name, f"{name} must be a string, not {json_type(value)}"
+    return None
+
+
 def _check(body: Any) -> tuple[str, str] | None:
     if not isinstance(body, dict):
-        return "body", "request body must be a JSON object"
+        return "body", f"request body must be a JSON object, not {json_type(body)}"
     channel = body.get("channel")
-    if channel is None:
-        return "channel", "missing required parameter: channel"
+    if problem := _string(body, "channel"):
+        return problem
     if channel not in CHANNELS:
         return "channel", f"channel must be one of {', '.join(CHANNELS)}"
     to = body.get("to")
-    if not isinstance(to, str) or not to:
+    if problem := _string(body, "to"):
+        return problem
+    if not to:
         return "to", "missing required parameter: to"
     if not RECIPIENT[channel].fullmatch(to):
         return "to", f"invalid recipient for {channel}"
     if channel == "whatsapp" and to.endswith(UNREGISTERED_SUFFIX):
         return "to", f"{to} is not registered on WhatsApp (sandbox: numbers ending in 0000)"
     kind = body.get("type", "text")
+    if not isinstance(kind, str):
+        return "type", f"type must be a string, not {json_type(kind)}"
     if kind == "text":
         text = body.get("text")
-        if not isinstance(text, str) or not text.strip():
+        if problem := _string(body, "text"):
+            return problem
+        if not text.strip():
             return "text", "missing required parameter: text"
         if len(text) > 4096:
             return "text", "text must be at most 4096 characters"

@@ -3,12 +3,14 @@
 For every accepted message: ``message.status`` sent → delivered → read (or sent → failed for
 WhatsApp numbers ending in 9999). ``POST /_sandbox/inbound`` emits a ``message.received``.
 Each event is delivered with a 5 s timeout and retried on 5xx/timeout at 2, 4 and 8 s with the
-same id and body, signed with the App's webhook secret.
+same id and body, signed with the App's webhook secret. Signing and delivery are the sandbox's
+own code, not the client's (``services/webhooks``), so the two cannot share a bug.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
+import hmac
 import threading
 import time
 import uuid
@@ -16,7 +18,20 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from cloudchat_cli import __version__
+from cloudchat_cli.sandbox.jsonbody import dumps
+
 FAILING_SUFFIX = "9999"
+TIMEOUT = 5.0
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The signature header's value: lowercase hex HMAC-SHA256 of the exact body bytes.
+
+    The sandbox's own implementation of the contract, deliberately not the client's: a bug in
+    either is then caught by the other (``webhook verify``/``listen`` check what this signs).
+    """
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 class WebhookSender:
@@ -49,26 +64,32 @@ class WebhookSender:
                 "data": data}
 
     def _send(self, event: dict[str, Any]) -> bool:
-        from cloudchat_cli.services.webhooks.delivery import deliver, webhook_headers
+        """Deliver one event: 5 s timeout, retried on 5xx/timeout after each of ``delays``."""
+        import httpx
 
-        body = json.dumps(event, ensure_ascii=False).encode()
-
-        def wait(seconds: float) -> None:
-            if self._stop.wait(seconds):
-                raise InterruptedError
-
-        def shown(attempt, delay) -> None:
-            what = f"HTTP {attempt.status}" if attempt.status else attempt.error
-            retry = f", retry in {delay:g} s" if delay else ""
-            self.log(f"webhook {event['event']} {event['id']} attempt {attempt.number}: "
-                     f"{what}{retry}")
-
-        try:
-            attempts = deliver(self.url, body, webhook_headers(self.secret, body, event["event"]),
-                               delays=self.delays, on_attempt=shown, sleep=wait)
-        except InterruptedError:
-            return False
-        return attempts[-1].ok
+        body = dumps(event, separators=(", ", ": ")).encode()
+        headers = {"Content-Type": "application/json", "X-CloudChat-Signature": sign(
+            self.secret, body), "X-CloudChat-Event": event["event"],
+            "User-Agent": f"CloudChat-Webhook (cloudchat-cli sandbox {__version__})"}
+        with httpx.Client(timeout=TIMEOUT) as client:
+            for number in range(1, len(self.delays) + 2):
+                try:
+                    status: int | None = client.post(self.url, content=body,
+                                                     headers=headers).status_code
+                    what = f"HTTP {status}"
+                except httpx.TimeoutException:
+                    status, what = None, f"no answer within {TIMEOUT:g} s"
+                except httpx.HTTPError as exc:
+                    status, what = None, " ".join((str(exc) or type(exc).__name__).split())[:200]
+                retry = (status is None or status >= 500) and number <= len(self.delays)
+                delay = self.delays[number - 1] if retry else None
+                self.log(f"webhook {event['event']} {event['id']} attempt {number}: {what}"
+                         + (f", retry in {delay:g} s" if delay else ""))
+                if delay is None:
+                    return status is not None and 200 <= status < 300
+                if self._stop.wait(delay):
+                    return False
+        return False
 
     def message_accepted(self, message: dict[str, Any]) -> None:
         """Queue the status chain of an accepted message."""
