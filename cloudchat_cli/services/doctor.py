@@ -25,7 +25,7 @@ def show_rows(session: Session) -> list[dict[str, Any]]:
     rows = [{"setting": "profile", "value": cfg.profile, "source": cfg.profile_source}]
     for item in cfg.items.values():
         rows.append(
-            {"setting": item.name, "value": item.value, "source": item.describe_source()}
+            {"setting": item.name, "value": item.shown, "source": item.describe_source()}
         )
     try:
         key = session.api_key()
