@@ -233,20 +233,28 @@ class RedisStore:
     def _now_arg(self) -> str:
         return "" if self._server_clock is None else repr(self._server_clock())
 
-    def _run(self, name: str, *args: Any, keys: list[str] | None = None) -> Any:
+    def _run(self, name: str, *args: Any) -> Any:
         import redis
 
         try:
-            return self._scripts[name](keys=self._keys if keys is None else keys,
-                                       args=[self._now_arg(), *args])
+            return self._scripts[name](keys=self._keys, args=[self._now_arg(), *args])
         except redis.RedisError as exc:
-            raise self._error(exc) from None
+            raise self._error(exc, name) from None
 
-    def _error(self, exc: Exception) -> NetworkError:
+    def _error(self, exc: Exception, name: str) -> NetworkError:
+        import redis
+
         reason = redisurl.scrub(str(exc) or type(exc).__name__, self.url)
         self._debug(f"rate store {self.shown_url}: {type(exc).__name__}: {reason}")
+        if isinstance(exc, redis.AuthenticationError):  # (a ConnectionError subclass)
+            what = "refused the credentials"
+        elif isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+            what = "is unreachable"
+        else:
+            what = "failed"
         return NetworkError(
-            f"rate-limit store {self.shown_url} failed: {reason} — nothing was sent",
+            f"rate-limit store {self.shown_url} {what}: {reason}"
+            + (" — nothing was sent" if name == "acquire" else ""),
             hint="start or fix Redis and run again; to use this machine's own window instead, "
             "set CLOUDCHAT_RATE_STORE=local (other machines' requests are then not counted)",
         )
@@ -309,24 +317,27 @@ class RedisStore:
         return None if not reply else (float(reply[0]), float(reply[1]))
 
 
-def probe(client: Any, url: str) -> tuple[str, float]:
-    """Server version and one round trip in seconds (for ``config doctor``)."""
+def probe(client: Any, url: str) -> dict[str, Any]:
+    """Server name/version, one script round trip, and the server clock's offset from ours
+    (for ``config doctor``). Running a script also proves scripting is allowed (ACLs)."""
     import time
 
     import redis
 
     try:
-        started = time.perf_counter()
-        client.ping()
-        rtt = time.perf_counter() - started
         info = client.info("server")
+        started = time.perf_counter()
+        seconds, micros = client.eval("return redis.call('TIME')", 0)
+        ours = time.time()
+        rtt = time.perf_counter() - started
     except redis.RedisError as exc:
         raise NetworkError(
             f"{redisurl.mask_url(url)}: {redisurl.scrub(str(exc) or type(exc).__name__, url)}"
         ) from None
     name = "Valkey" if "valkey_version" in info else "Redis"
     version = info.get("valkey_version") or info.get("redis_version") or "?"
-    return f"{name} {version}", rtt
+    offset = int(seconds) + int(micros) / 1e6 - (ours - rtt / 2)
+    return {"server": f"{name} {version}", "rtt": rtt, "clock_offset": offset}
 
 
 def ttl_ms(client: Any, api_key: str) -> dict[str, int]:

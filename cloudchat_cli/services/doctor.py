@@ -61,6 +61,9 @@ def run_checks(session: Session, *, probe: bool = True) -> list[Check]:
         checks.append(Check("api key", False, exc.message + (f" — {exc.hint}" if exc.hint else "")))
     if probe:
         checks.append(_probe(cfg.base_url, min(cfg.timeout, 10.0)))
+        from cloudchat_cli.services.ratestore import check_rate_store
+
+        checks.append(check_rate_store(session))
     return checks
 
 
