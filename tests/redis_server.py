@@ -16,22 +16,27 @@ needs_redis = pytest.mark.skipif(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(below: int = 65536) -> int:
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < below:
+            return port
 
 
 class RedisServer:
     """One redis-server process; ``kill()`` and ``start()`` again keep its port and password."""
 
-    def __init__(self, tmp: Path, password: str | None = None):
+    def __init__(self, tmp: Path, password: str | None = None, extra: tuple[str, ...] = ()):
         self.dir = tmp / f"redis-{id(self)}"
         self.dir.mkdir()
         self.password = password
-        self.port = free_port()
+        # A cluster node refuses ports above 55535 (it reserves port + 10000 by default).
+        self.port = free_port(55536 if extra else 65536)
         self.socket = self.dir / "redis.sock"
         self.proc: subprocess.Popen | None = None
+        self.extra = extra
 
     @property
     def url(self) -> str:
@@ -45,6 +50,7 @@ class RedisServer:
                 "--daemonize", "no", "--loglevel", "notice", "--logfile", ""]
         if self.password:
             args += ["--requirepass", self.password]
+        args += self.extra
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         seen = []
@@ -96,3 +102,28 @@ def redis_factory(tmp_path: Path) -> Iterator:
 @pytest.fixture
 def redis_server(redis_factory) -> RedisServer:
     return redis_factory()
+
+
+@pytest.fixture
+def redis_cluster(tmp_path: Path) -> Iterator[list[RedisServer]]:
+    """Three masters forming a Redis Cluster (no replicas), slots spread by redis-cli."""
+    cli = shutil.which("redis-cli")
+    if REDIS_SERVER is None or cli is None:
+        pytest.skip("needs redis-server and redis-cli (apt install redis-server)")
+    pytest.importorskip("redis")
+    nodes = [RedisServer(tmp_path, extra=("--cluster-enabled", "yes", "--cluster-port",
+                                          str(free_port()), "--cluster-config-file",
+                                          "nodes.conf"))
+             for _ in range(3)]
+    try:
+        for node in nodes:
+            node.start()
+        subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes),
+                        "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
+        # `--cluster create` returns once every node agrees on the slots ("All 16384 slots
+        # covered"); each node then reports the cluster ok.
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()

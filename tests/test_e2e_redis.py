@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cloudchat_cli.core.throttle_redis import keys_for
+
 from .conftest import TEST_KEY, base_env, cloudchat_exe, run_cli
 from .test_e2e_broadcast import TEMPLATE, make_csv
 
@@ -266,3 +268,24 @@ def test_send_with_a_local_store_never_imports_redis(tmp_path, sandbox):
     menv_r = {**menv, "CLOUDCHAT_RATE_STORE": "redis://127.0.0.1:1/0"}
     # Positive evidence the check can see it: with a Redis store it is imported.
     assert "redis" in loaded_heavy(menv_r, "send", "6281234567890", "x", "-q")
+
+
+def test_a_redis_cluster_node_url_works_for_every_machine(tmp_path, sandbox_factory,
+                                                          redis_cluster):
+    import redis
+
+    limit, window = 2, 2.0
+    box = sandbox_factory("--rate-limit", str(limit), "--rate-window", str(window), "-q")
+    first = redis.Redis(port=redis_cluster[0].port, decode_responses=True)
+    slot = first.execute_command("CLUSTER", "KEYSLOT", keys_for(TEST_KEY)[0])
+    ranges = first.execute_command("CLUSTER", "SLOTS")  # [start, end, [host, port, id], …]
+    owner = next(int(r[2][1]) for r in ranges if int(r[0]) <= slot <= int(r[1]))
+    # Point the machines at a node that does NOT hold the App's slot: they must follow MOVED.
+    other = next(n for n in redis_cluster if n.port != owner)
+    url = f"redis://127.0.0.1:{other.port}/0"
+    envs = [machine(tmp_path, f"m{n}", box, url, limit, window) for n in range(2)]
+    assert send_from(envs, 2) == [0] * 4
+    assert [r["status"] for r in box.records()] == [201] * 4
+    assert max_in_window([r["ts"] for r in box.records()], window) <= limit
+    on_owner = redis.Redis(port=owner, decode_responses=True).keys("cloudchat:{*")
+    assert len(on_owner) == 2 and all(k.count("{") == 1 for k in on_owner)

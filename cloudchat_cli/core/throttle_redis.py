@@ -165,11 +165,13 @@ def keys_for(api_key: str) -> list[str]:
     return [tag + ":slots", tag + ":meta"]
 
 
-def connect(url: str, *, timeout: float = 5.0) -> Any:
-    """A redis-py client for ``url``; exit 2 with the install command when the extra is absent."""
+def connect(url: str, *, timeout: float = 5.0, cluster: bool = False) -> Any:
+    """A redis-py client for ``url`` (a Cluster client with ``cluster``); exit 2 with the
+    install command when the extra is absent."""
     try:
         import redis
         from redis.backoff import ExponentialBackoff
+        from redis.cluster import RedisCluster
         from redis.retry import Retry
     except ImportError:
         raise UsageError(
@@ -178,6 +180,9 @@ def connect(url: str, *, timeout: float = 5.0) -> Any:
         ) from None
     errors = (redis.ConnectionError, redis.TimeoutError)
     try:
+        if cluster:
+            return RedisCluster.from_url(url, socket_timeout=timeout,
+                                         socket_connect_timeout=timeout, decode_responses=True)
         return redis.Redis.from_url(
             url,
             socket_timeout=timeout,
@@ -207,17 +212,23 @@ class RedisStore:
         margin: float,
         server_clock: Callable[[], float] | None = None,
         debug: Callable[[str], None] | None = None,
+        timeout: float = 5.0,
     ):
         self.url = url
         self.shown_url = redisurl.mask_url(url)
         self.where = f"every machine using {self.shown_url}"
         self.window = window
         self.margin = margin
-        self._client = client
         self._keys = keys_for(api_key)
+        self._timeout = timeout
+        self._cluster = False
         # Only tests replace the server's clock (to drive the store with a fake one).
         self._server_clock = server_clock
         self._debug = debug or (lambda message: None)
+        self._use(client)
+
+    def _use(self, client: Any) -> None:
+        self._client = client
         self._scripts = {
             name: client.register_script(text)
             for name, text in (("acquire", ACQUIRE), ("release", RELEASE), ("block", BLOCK),
@@ -237,7 +248,17 @@ class RedisStore:
         import redis
 
         try:
-            return self._scripts[name](keys=self._keys, args=[self._now_arg(), *args])
+            try:
+                return self._scripts[name](keys=self._keys, args=[self._now_arg(), *args])
+            except redis.exceptions.MovedError:
+                # The URL names one node of a Redis Cluster that does not hold this App's slot
+                # (the script did not run): follow the cluster from now on.
+                if self._cluster:
+                    raise
+                self._debug(f"rate store {self.shown_url} is a Redis Cluster node")
+                self._cluster = True
+                self._use(connect(self.url, timeout=self._timeout, cluster=True))
+                return self._scripts[name](keys=self._keys, args=[self._now_arg(), *args])
         except redis.RedisError as exc:
             raise self._error(exc, name) from None
 

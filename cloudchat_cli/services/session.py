@@ -157,10 +157,11 @@ class Session:
         if debug:
             debug(f"rate store: {redisurl.mask_url(cfg.rate_store)} "
                   f"(from {cfg.source('rate_store').describe_source()})")
-        client = throttle_redis.connect(cfg.rate_store, timeout=min(cfg.timeout, 5.0))
+        timeout = min(cfg.timeout, 5.0)
+        client = throttle_redis.connect(cfg.rate_store, timeout=timeout)
         store = throttle_redis.RedisStore(
             client, api_key, url=cfg.rate_store, window=cfg.rate_window,
-            margin=cfg.rate_margin, debug=debug,
+            margin=cfg.rate_margin, debug=debug, timeout=timeout,
         )
         self._closers.append(store.close)
         return store
