@@ -289,3 +289,19 @@ def test_a_redis_cluster_node_url_works_for_every_machine(tmp_path, sandbox_fact
     assert max_in_window([r["ts"] for r in box.records()], window) <= limit
     on_owner = redis.Redis(port=owner, decode_responses=True).keys("cloudchat:{*")
     assert len(on_owner) == 2 and all(k.count("{") == 1 for k in on_owner)
+
+
+def test_redis_dying_while_a_request_is_in_flight_does_not_fail_the_sent_message(
+        tmp_path, sandbox_factory, redis_server):
+    # The slot was held when the request went out; only its release fails. Reporting that as an
+    # error would make a broadcast resend a delivered message: the slot expires by itself.
+    box = sandbox_factory("--latency", "2")
+    menv = machine(tmp_path, "a", box, redis_server.url, 60, 60)
+    proc = subprocess.Popen([cloudchat_exe(), "send", "6281234567890", "Halo", "--json"],
+                            env=menv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert "6281234567890" in box.readline()  # arrived; the answer comes in 2 s
+    redis_server.kill()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert json.loads(out)["id"].startswith("msg_")

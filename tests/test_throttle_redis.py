@@ -224,7 +224,7 @@ def test_wrong_password_is_a_store_error_without_the_password(redis_factory):
 
 
 def test_without_the_extra_a_redis_url_is_exit_2(monkeypatch):
-    from cloudchat_cli.core.throttle_redis import connect
+    from cloudchat_cli.core.redisclient import connect
 
     monkeypatch.setitem(sys.modules, "redis", None)
     with pytest.raises(UsageError) as info:

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from typing import Any
 
 from cloudchat_cli.core import redisurl
-from cloudchat_cli.core.errors import NetworkError, UsageError
+from cloudchat_cli.core.errors import NetworkError
+from cloudchat_cli.core.redisclient import connect
 from cloudchat_cli.core.throttle import POLL, WindowState, key_hash
 
 # Kept after the last expiry so a 429 block, pacing and the id counter outlive the slots briefly.
@@ -165,40 +166,6 @@ def keys_for(api_key: str) -> list[str]:
     return [tag + ":slots", tag + ":meta"]
 
 
-def connect(url: str, *, timeout: float = 5.0, cluster: bool = False) -> Any:
-    """A redis-py client for ``url`` (a Cluster client with ``cluster``); exit 2 with the
-    install command when the extra is absent."""
-    try:
-        import redis
-        from redis.backoff import ExponentialBackoff
-        from redis.cluster import RedisCluster
-        from redis.retry import Retry
-    except ImportError:
-        raise UsageError(
-            f"rate_store is {redisurl.mask_url(url)}, but the Redis client is not installed",
-            hint=f"install it with: {redisurl.INSTALL} (or set CLOUDCHAT_RATE_STORE=local)",
-        ) from None
-    errors = (redis.ConnectionError, redis.TimeoutError)
-    try:
-        if cluster:
-            return RedisCluster.from_url(url, socket_timeout=timeout,
-                                         socket_connect_timeout=timeout, decode_responses=True)
-        return redis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            decode_responses=True,
-            # A blip is retried briefly; a dead server fails closed within a second or so.
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2, supported_errors=errors),
-            client_name="cloudchat-cli",
-        )
-    except (ValueError, TypeError) as exc:
-        raise UsageError(
-            f"rate_store {redisurl.mask_url(url)} is not usable: "
-            f"{redisurl.scrub(str(exc), url)}"
-        ) from None
-
-
 class RedisStore:
     """A ``SlotStore`` on a Redis server; safe across threads, processes and machines."""
 
@@ -336,29 +303,6 @@ class RedisStore:
             args += [repr(expiry), "1" if flying else "0"]
         reply = self._scripts["decide"](keys=[], args=args)
         return None if not reply else (float(reply[0]), float(reply[1]))
-
-
-def probe(client: Any, url: str) -> dict[str, Any]:
-    """Server name/version, one script round trip, and the server clock's offset from ours
-    (for ``config doctor``). Running a script also proves scripting is allowed (ACLs)."""
-    import time
-
-    import redis
-
-    try:
-        info = client.info("server")
-        started = time.perf_counter()
-        seconds, micros = client.eval("return redis.call('TIME')", 0)
-        ours = time.time()
-        rtt = time.perf_counter() - started
-    except redis.RedisError as exc:
-        raise NetworkError(
-            f"{redisurl.mask_url(url)}: {redisurl.scrub(str(exc) or type(exc).__name__, url)}"
-        ) from None
-    name = "Valkey" if "valkey_version" in info else "Redis"
-    version = info.get("valkey_version") or info.get("redis_version") or "?"
-    offset = int(seconds) + int(micros) / 1e6 - (ours - rtt / 2)
-    return {"server": f"{name} {version}", "rtt": rtt, "clock_offset": offset}
 
 
 def ttl_ms(client: Any, api_key: str) -> dict[str, int]:

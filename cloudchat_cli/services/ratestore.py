@@ -22,13 +22,13 @@ def check_rate_store(session: Session) -> Check:
     if url == redisurl.LOCAL:
         return Check("rate store", True,
                      f"local: shared by the processes of this machine ({paths.state_dir()})")
-    from cloudchat_cli.core import throttle_redis
+    from cloudchat_cli.core import redisclient
 
     shown = redisurl.mask_url(url)
     try:
-        client = throttle_redis.connect(url, timeout=min(cfg.timeout, 5.0))
+        client = redisclient.connect(url, timeout=min(cfg.timeout, 5.0))
         try:
-            found = throttle_redis.probe(client, url)
+            found = redisclient.probe(client, url)
         finally:
             client.close()
     except CloudChatError as exc:
