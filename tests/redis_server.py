@@ -28,7 +28,8 @@ def free_port(below: int = 65536) -> int:
 class RedisServer:
     """One redis-server process; ``kill()`` and ``start()`` again keep its port and password."""
 
-    def __init__(self, tmp: Path, password: str | None = None, extra: tuple[str, ...] = ()):
+    def __init__(self, tmp: Path, password: str | None = None, extra: tuple[str, ...] = (),
+                 tls: tuple[Path, Path] | None = None):
         self.dir = tmp / f"redis-{id(self)}"
         self.dir.mkdir()
         self.password = password
@@ -37,14 +38,21 @@ class RedisServer:
         self.socket = self.dir / "redis.sock"
         self.proc: subprocess.Popen | None = None
         self.extra = extra
+        self.tls = tls  # (certificate, key): the port speaks TLS only
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls else 'redis'}://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        args = [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.port),
+        port = ["--port", str(self.port)]
+        if self.tls:
+            cert, key = self.tls
+            port = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
+                    "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+                    "--tls-auth-clients", "no"]
+        args = [REDIS_SERVER, "--bind", "127.0.0.1", *port,
                 "--unixsocket", str(self.socket), "--unixsocketperm", "700",
                 "--save", "", "--appendonly", "no", "--dir", str(self.dir),
                 "--daemonize", "no", "--loglevel", "notice", "--logfile", ""]
@@ -88,8 +96,9 @@ def redis_factory(tmp_path: Path) -> Iterator:
     pytest.importorskip("redis")
     started: list[RedisServer] = []
 
-    def factory(password: str | None = None) -> RedisServer:
-        server = RedisServer(tmp_path, password)
+    def factory(password: str | None = None, tls: tuple[Path, Path] | None = None
+                ) -> RedisServer:
+        server = RedisServer(tmp_path, password, tls=tls)
         server.start()
         started.append(server)
         return server

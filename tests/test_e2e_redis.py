@@ -4,6 +4,7 @@ but a private redis-server) use one App key through `rate_store = redis://…`."
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -305,3 +306,22 @@ def test_redis_dying_while_a_request_is_in_flight_does_not_fail_the_sent_message
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert json.loads(out)["id"].startswith("msg_")
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs openssl (.ci/run installs it)")
+def test_rediss_url_verifies_the_servers_certificate(tmp_path, sandbox, redis_factory):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                    str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    server = redis_factory(password=PASSWORD, tls=(cert, key))
+    assert server.url.startswith("rediss://")
+    menv = machine(tmp_path, "a", sandbox, server.url, 60, 60)
+    untrusted = run_cli("send", "6281234567890", "Halo", env=menv)
+    assert untrusted.returncode == 7 and "certificate verify failed" in untrusted.stderr
+    assert f"rediss://:****@127.0.0.1:{server.port}/0" in untrusted.stderr
+    trusted = run_cli("send", "6281234567890", "Halo", env={**menv, "SSL_CERT_FILE": str(cert)})
+    assert trusted.returncode == 0, trusted.stderr
+    assert sandbox.statuses() == [201]
+    for proc in (untrusted, trusted):
+        assert PASSWORD not in proc.stdout + proc.stderr
