@@ -19,6 +19,7 @@ A store that cannot be reached fails closed: no slot, no request (``NetworkError
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -189,6 +190,7 @@ class RedisStore:
         self._keys = keys_for(api_key)
         self._timeout = timeout
         self._cluster = False
+        self._switch = threading.Lock()
         # Only tests replace the server's clock (to drive the store with a fake one).
         self._server_clock = server_clock
         self._debug = debug or (lambda message: None)
@@ -214,17 +216,21 @@ class RedisStore:
     def _run(self, name: str, *args: Any) -> Any:
         import redis
 
+        client, scripts = self._client, self._scripts
         try:
             try:
-                return self._scripts[name](keys=self._keys, args=[self._now_arg(), *args])
+                return scripts[name](keys=self._keys, args=[self._now_arg(), *args])
             except redis.exceptions.MovedError:
                 # The URL names one node of a Redis Cluster that does not hold this App's slot
-                # (the script did not run): follow the cluster from now on.
-                if self._cluster:
-                    raise
-                self._debug(f"rate store {self.shown_url} is a Redis Cluster node")
-                self._cluster = True
-                self._use(connect(self.url, timeout=self._timeout, cluster=True))
+                # (the script did not run): follow the cluster from now on. Several threads
+                # may get here at once; one switches, the others use its client.
+                with self._switch:
+                    if self._client is client:
+                        if self._cluster:
+                            raise
+                        self._debug(f"rate store {self.shown_url} is a Redis Cluster node")
+                        self._cluster = True
+                        self._use(connect(self.url, timeout=self._timeout, cluster=True))
                 return self._scripts[name](keys=self._keys, args=[self._now_arg(), *args])
         except redis.RedisError as exc:
             raise self._error(exc, name) from None
