@@ -329,3 +329,60 @@ def test_rediss_url_verifies_the_servers_certificate(tmp_path, sandbox, redis_fa
     assert sandbox.statuses() == [201]
     for proc in (untrusted, trusted):
         assert PASSWORD not in proc.stdout + proc.stderr
+
+
+def test_a_user_without_scripting_rights_is_a_clear_store_error(tmp_path, sandbox, redis_server):
+    redis_server.client().execute_command("ACL", "SETUSER", "cron", "on", ">cron-pass-123",
+                                          "~*", "+@all", "-@scripting")
+    url = f"redis://cron:cron-pass-123@127.0.0.1:{redis_server.port}/0"
+    menv = machine(tmp_path, "a", sandbox, url, 60, 60)
+    proc = run_cli("send", "6281234567890", "Halo", env=menv)
+    assert proc.returncode == 7 and "no permissions to run the 'evalsha'" in proc.stderr
+    assert "+@scripting" in proc.stderr  # the hint names the rights the README lists
+    assert f"rate-limit store redis://cron:****@127.0.0.1:{redis_server.port}/0 failed" \
+        in proc.stderr
+    doctor = run_cli("config", "doctor", env=menv)
+    assert doctor.returncode == 1 and "FAIL rate store" in doctor.stdout
+    for p in (proc, doctor):
+        assert "cron-pass-123" not in p.stdout + p.stderr and "Traceback" not in p.stderr
+    assert [r for r in sandbox.records() if r["method"] == "POST"] == []
+
+
+def test_the_least_acl_the_readme_gives_is_enough(tmp_path, sandbox, redis_server):
+    from cloudchat_cli.core.throttle_redis import ACL
+
+    redis_server.client().execute_command("ACL", "SETUSER", "cron", "on", ">cron-pass-123",
+                                          *ACL.split())
+    url = f"redis://cron:cron-pass-123@127.0.0.1:{redis_server.port}/0"
+    menv = machine(tmp_path, "a", sandbox, url, 1, 60)
+    assert run_cli("send", "6281234567890", "Halo", env=menv).returncode == 0
+    # block (429) and pacing paths, the window's state, and the doctor, as that user:
+    assert run_cli("send", "6281234567890", "two", "--no-wait", env=menv).returncode == 5
+    assert json.loads(run_cli("limits", "--json", env=menv).stdout)["used"] == 1
+    doctor = run_cli("config", "doctor", "--json", env=menv)
+    (check,) = [c for c in json.loads(doctor.stdout) if c["check"] == "rate store"]
+    assert check["ok"], check
+
+
+def test_something_else_on_the_port_is_a_clear_store_error(tmp_path, sandbox):
+    # An HTTP server (the sandbox) where Redis should be: garbage answers, not a traceback.
+    port = sandbox.base_url.split(":")[2].split("/")[0]
+    menv = machine(tmp_path, "a", sandbox, f"redis://127.0.0.1:{port}/0", 60, 60)
+    proc = run_cli("send", "6281234567890", "Halo", env=menv)
+    assert proc.returncode == 7, proc.stderr
+    assert f"rate-limit store redis://127.0.0.1:{port}/0" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert [r for r in sandbox.records() if r.get("status") == 201] == []
+
+
+def test_a_hung_redis_times_out_and_sends_nothing(tmp_path, sandbox, redis_server):
+    import signal
+
+    menv = machine(tmp_path, "a", sandbox, redis_server.url, 60, 60, CLOUDCHAT_TIMEOUT="0.5")
+    redis_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        proc = run_cli("send", "6281234567890", "Halo", env=menv)
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+    assert proc.returncode == 7 and "is unreachable" in proc.stderr, proc.stderr
+    assert "nothing was sent" in proc.stderr and sandbox.records() == []

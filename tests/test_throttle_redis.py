@@ -233,3 +233,12 @@ def test_without_the_extra_a_redis_url_is_exit_2(monkeypatch):
     assert "pip install 'cloudchat-cli[redis]'" in info.value.hint
     assert "hunter2" not in info.value.message
 
+
+
+def test_the_readme_gives_the_acl_the_code_needs():
+    from pathlib import Path
+
+    from cloudchat_cli.core.throttle_redis import ACL
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"ACL SETUSER cloudchat on >PASSWORD {ACL}\n" in readme

@@ -162,6 +162,12 @@ return {fmt(d[1]), fmt(d[2])}
 """
 
 
+# The least a Redis ACL user needs: the scripts, what they call, and what the client sends on
+# connect (doctor adds INFO). The README gives it as an `ACL SETUSER` line.
+ACL = ("~cloudchat:* +@scripting +time +zrange +zadd +zrem +zscore +zremrangebyscore +hget "
+       "+hset +hexists +hincrby +pexpire +ping +info +client|setname")
+
+
 def keys_for(api_key: str) -> list[str]:
     tag = "cloudchat:{" + key_hash(api_key) + "}"
     return [tag + ":slots", tag + ":meta"]
@@ -246,10 +252,13 @@ class RedisStore:
             what = "is unreachable"
         else:
             what = "failed"
+        fix = "start or fix Redis"
+        if isinstance(exc, redis.exceptions.NoPermissionError):
+            fix = f"give the Redis user the rights in the README ({ACL})"
         return NetworkError(
             f"rate-limit store {self.shown_url} {what}: {reason}"
             + (" — nothing was sent" if name == "acquire" else ""),
-            hint="start or fix Redis and run again; to use this machine's own window instead, "
+            hint=f"{fix} and run again; to use this machine's own window instead, "
             "set CLOUDCHAT_RATE_STORE=local (other machines' requests are then not counted)",
         )
 
