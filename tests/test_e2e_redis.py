@@ -68,7 +68,17 @@ def test_machines_share_one_window_through_redis(tmp_path, sandbox_factory, redi
     assert ts[-1] - ts[0] >= (machines * each // limit - 1) * window
     # The window lived in Redis, not on the machines' disks.
     assert not any((tmp_path / f"m{n}" / "state" / "throttle").exists() for n in range(machines))
-    assert any(k.startswith("cloudchat:{") for k in redis_server.client().keys("*"))
+    # What the machines left in Redis: two tagged keys, each with a TTL, nothing of the
+    # key, the recipient or the texts (a dump of every byte stored).
+    client = redis_server.client()
+    keys = sorted(client.keys("*"))
+    assert len(keys) == 2 and all(k.startswith("cloudchat:{") for k in keys)
+    assert all(client.pttl(k) > 0 for k in keys)
+    dump = repr(keys) + "".join(repr(client.dump(k)) for k in keys) + repr(
+        [client.zrange(k, 0, -1, withscores=True) if k.endswith(":slots") else client.hgetall(k)
+         for k in keys])
+    for secret in (TEST_KEY, TEST_KEY[-12:], "6281234567890", "m0 #0"):
+        assert secret not in dump
 
 
 def test_without_a_shared_store_machines_collide(tmp_path, sandbox_factory):

@@ -165,8 +165,13 @@ def test_keys_are_tagged_expire_and_hold_no_secrets(redis_server):
     tag = "cloudchat:{" + key_hash(KEY) + "}"
     assert keys == [tag + ":meta", tag + ":slots"]
     dump = repr(keys)
+    longest = 2.0 + 5.0 + 0.25  # timeout + window + margin: the latest any slot expires
     for key in keys:
         assert client.pttl(key) > 0, f"{key} has no TTL"
+    # Gone just after the last slot; the 429 block and pacing flag an hour after that.
+    assert client.pttl(tag + ":slots") <= (longest + 1) * 1000
+    assert client.pttl(tag + ":meta") <= (longest + 3600) * 1000
+    for key in keys:
         dump += repr(client.zrange(key, 0, -1, withscores=True) if key.endswith("slots")
                      else client.hgetall(key))
     for secret in (KEY, KEY[-8:], recipient, text):
