@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,8 +131,15 @@ def redis_cluster(tmp_path: Path) -> Iterator[list[RedisServer]]:
         subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes),
                         "--cluster-replicas", "0", "--cluster-yes"],
                        check=True, capture_output=True, timeout=60)
-        # `--cluster create` returns once every node agrees on the slots ("All 16384 slots
-        # covered"); each node then reports the cluster ok.
+        # `--cluster create` returns once the slots are assigned; each node says
+        # cluster_state:ok only once the gossip has converged. Redis has no way to wait for
+        # that, so look until every node says it (a state, not a guessed delay).
+        clients = [n.client() for n in nodes]
+        deadline = time.monotonic() + 30
+        while not all(c.cluster("info")["cluster_state"] == "ok" for c in clients):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the test cluster did not converge in 30 s")
+            time.sleep(0.05)
         yield nodes
     finally:
         for node in nodes:
