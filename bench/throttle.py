@@ -11,8 +11,14 @@ from the sandbox's own record of arrivals:
 i.e. the rate once the first window is full, which is what a long broadcast sees.
 The design's ceiling is N / (W + RTT + margin); both are printed as fractions of N/W.
 
+With ``--store redis`` the window lives in a private redis-server instead (started here, no
+persistence) and every client process has its own state directory, as separate machines
+would: only Redis is shared. A second table gives the limiter's own cost per request
+(acquire + release, no waiting) for SQLite and Redis side by side.
+
     python bench/throttle.py                # N=40 per W=20 s, 4 windows (about 1.5 minutes)
     python bench/throttle.py --quick        # N=20 per W=5 s, 3 windows (about 20 s)
+    python bench/throttle.py --quick --store redis   # 4 "machines" through Redis + overhead
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ import argparse
 import json
 import math
 import os
+import shutil
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,9 +49,8 @@ def worker(args: argparse.Namespace) -> None:
     from cloudchat_cli.core.backoff import RetryPolicy
     from cloudchat_cli.core.http import ApiClient
     from cloudchat_cli.core.throttle import Throttle
-    from cloudchat_cli.core.throttle_sqlite import SqliteStore, throttle_path
 
-    store = SqliteStore(throttle_path(args.key), window=args.window, margin=MARGIN)
+    store = make_store(args.store, args.key, args.window)
     throttle = Throttle(args.limit, args.window, store=store, margin=MARGIN, timeout=30)
     client = ApiClient(args.url, args.key, timeout=30, throttle=throttle,
                        retry=RetryPolicy(max_retries=8))
@@ -53,8 +61,39 @@ def worker(args: argparse.Namespace) -> None:
     client.close()
 
 
+def make_store(store: str, key: str, window: float):
+    if store == "local":
+        from cloudchat_cli.core.throttle_sqlite import SqliteStore, throttle_path
+
+        return SqliteStore(throttle_path(key), window=window, margin=MARGIN)
+    from cloudchat_cli.core.throttle_redis import RedisStore, connect
+
+    return RedisStore(connect(store), key, url=store, window=window, margin=MARGIN)
+
+
+def start_redis(tmp: Path) -> tuple[subprocess.Popen, str]:
+    """A private redis-server on a free loopback port, no persistence."""
+    exe = shutil.which("redis-server")
+    if not exe:
+        raise SystemExit("--store redis needs redis-server (apt install redis-server)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = tmp / "redis"
+    data.mkdir()
+    proc = subprocess.Popen(
+        [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", str(data), "--logfile", ""],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if "Ready to accept connections" in line:
+            break
+    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
 def scenario(procs: int, latency: float, limit: int, window: float, windows: int,
-             tmp: Path) -> dict:
+             tmp: Path, store: str = "local") -> dict:
     name = f"p{procs}-l{latency:g}"
     record = tmp / f"{name}.jsonl"
     env = {**os.environ, "CLOUDCHAT_STATE_DIR": str(tmp / name)}
@@ -73,10 +112,15 @@ def scenario(procs: int, latency: float, limit: int, window: float, windows: int
     workers = [
         subprocess.Popen(
             [sys.executable, __file__, "--worker", "--url", url, "--key", key,
-             "--limit", str(limit), "--window", str(window),
+             "--limit", str(limit), "--window", str(window), "--store", store,
              "--count", str(total // procs + (1 if i < total % procs else 0)),
-             "--threads", str(max(1, math.ceil(threads / procs)))],
-            env=env,
+             # Each process can fill the window alone: otherwise the last process still
+             # sending runs with a fraction of the threads and the tail, not the limiter,
+             # sets the rate.
+             "--threads", str(threads)],
+            # Through Redis, each process is a machine of its own: nothing on disk shared.
+            env=env if store == "local" else {**env,
+                                              "CLOUDCHAT_STATE_DIR": str(tmp / f"{name}-{i}")},
         )
         for i in range(procs)
     ]
@@ -93,6 +137,7 @@ def scenario(procs: int, latency: float, limit: int, window: float, windows: int
     # window's burst was spread by the number of threads.
     steady = (len(ok) - limit) / (ok[-1] - ok[limit - 1]) if len(ok) > limit else float("nan")
     return {
+        "store": "local" if store == "local" else "redis",
         "processes": procs,
         "latency": latency,
         "requests": len(ok),
@@ -103,6 +148,26 @@ def scenario(procs: int, latency: float, limit: int, window: float, windows: int
         "ceiling": window / (window + rtt + MARGIN),
         "elapsed": elapsed,
     }
+
+
+def overhead(store: str, tmp: Path, count: int) -> dict:
+    """The limiter's own cost per request: acquire + release with slots always free."""
+    from cloudchat_cli.core.throttle import Throttle
+
+    os.environ["CLOUDCHAT_STATE_DIR"] = str(tmp / f"overhead-{store[:5]}")
+    throttle = Throttle(10**9, 60.0, store=make_store(store, "sk_test_overhead_00000", 60.0),
+                        margin=MARGIN)
+    for _ in range(20):  # warm up: connections, scripts loaded, database created
+        throttle.release(throttle.acquire())
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        throttle.release(throttle.acquire())
+        times.append((time.perf_counter() - started) * 1000)
+    times.sort()
+    return {"store": "SQLite (local)" if store == "local" else "Redis (loopback)",
+            "median": statistics.median(times), "p99": times[int(len(times) * 0.99) - 1],
+            "count": count}
 
 
 def main() -> None:
@@ -116,6 +181,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=20.0)
     parser.add_argument("--windows", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="N=20 per 5 s, 3 windows")
+    parser.add_argument("--store", default="local",
+                        help="local (SQLite), redis (a private redis-server), or a redis:// URL")
     args = parser.parse_args()
     if args.worker:
         worker(args)
@@ -123,26 +190,54 @@ def main() -> None:
     if args.quick:
         args.limit, args.window, args.windows = 20, 5.0, 3
     with tempfile.TemporaryDirectory() as tmp:
-        results: list[dict] = []
-        threads = [
-            threading.Thread(target=lambda p=p, lat=lat: results.append(
-                scenario(p, lat, args.limit, args.window, args.windows, Path(tmp))))
-            for p in (1, 4) for lat in (0.0, 2.0)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    results.sort(key=lambda r: (r["latency"], r["processes"]))
-    print(f"Throttle: N={args.limit} per W={args.window:g} s, {args.windows} windows, "
+        redis_proc = None
+        store = args.store
+        if store == "redis":
+            redis_proc, store = start_redis(Path(tmp))
+        try:
+            results = run_scenarios(args, store, Path(tmp))
+            costs = []
+            if store != "local":
+                costs = [overhead("local", Path(tmp), 2000 if args.quick else 10000),
+                         overhead(store, Path(tmp), 2000 if args.quick else 10000)]
+        finally:
+            if redis_proc is not None:
+                redis_proc.terminate()
+                redis_proc.wait()
+    print(f"Throttle ({'SQLite, one machine' if store == 'local' else 'Redis, shared'}): "
+          f"N={args.limit} per W={args.window:g} s, {args.windows} windows, "
           f"margin {MARGIN} s (rates as a fraction of N/W)\n")
-    print("| processes | sandbox latency | requests | 429s | steady rate (req/s) "
+    print("| store | processes | sandbox latency | requests | 429s | steady rate (req/s) "
           "| achieved / (N/W) | design ceiling W/(W+RTT+margin) | achieved / ceiling |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['processes']} | {r['latency']:g} s | {r['requests']} | {r['429s']} "
-              f"| {r['rate']:.3f} | {r['fraction']:.3f} | {r['ceiling']:.3f} "
+        print(f"| {r['store']} | {r['processes']} | {r['latency']:g} s | {r['requests']} "
+              f"| {r['429s']} | {r['rate']:.3f} | {r['fraction']:.3f} | {r['ceiling']:.3f} "
               f"| {r['fraction'] / r['ceiling']:.3f} |")
+    if costs:
+        print("\nLimiter overhead per request (acquire + release, never waiting):\n")
+        print("| store | requests | median (ms) | p99 (ms) |")
+        print("|---|---|---|---|")
+        for c in costs:
+            print(f"| {c['store']} | {c['count']} | {c['median']:.3f} | {c['p99']:.3f} |")
+
+
+def run_scenarios(args: argparse.Namespace, store: str, tmp: Path) -> list[dict]:
+    # Through Redis the point is several machines: 4 processes, each on its own state dir.
+    shapes = [(p, lat) for p in (1, 4) for lat in (0.0, 2.0)] if store == "local" else [
+        (4, 0.0), (4, 2.0)]
+    results: list[dict] = []
+    threads = [
+        threading.Thread(target=lambda p=p, lat=lat: results.append(
+            scenario(p, lat, args.limit, args.window, args.windows, tmp, store)))
+        for p, lat in shapes
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results.sort(key=lambda r: (r["latency"], r["processes"]))
+    return results
 
 
 if __name__ == "__main__":

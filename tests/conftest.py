@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from .redis_server import redis_cluster, redis_factory, redis_server  # noqa: F401  (fixtures)
+
 # CI runs each property test with a fixed seed (a red CI must be reproducible); locally each
 # run explores new inputs. Failures found locally are replayed from .hypothesis/.
 hypothesis_settings.register_profile("ci", derandomize=True, database=None)

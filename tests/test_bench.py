@@ -38,3 +38,21 @@ def test_listener_bench_measures(env):
     proc = run(env, "-c", code, BENCH)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[(1, 200, 200), (2, 20, 20)]"
+
+
+def test_throttle_worker_through_redis(env, sandbox, redis_server):
+    proc = run(env, BENCH / "throttle.py", "--worker", "--url", sandbox.base_url, "--key",
+               TEST_KEY, "--count", "3", "--threads", "2", "--limit", "100", "--window", "1",
+               "--store", redis_server.url)
+    assert proc.returncode == 0, proc.stderr
+    assert sandbox.statuses() == [201, 201, 201]
+    assert [k for k in redis_server.client().keys("*") if k.startswith("cloudchat:{")]
+
+
+def test_throttle_overhead_measures_both_stores(env, redis_server):
+    code = ("import sys, pathlib, tempfile; sys.path.insert(0, sys.argv[1]); import throttle; "
+            "t = pathlib.Path(tempfile.mkdtemp()); "
+            "print([throttle.overhead(s, t, 5)['count'] for s in ('local', sys.argv[2])])")
+    proc = run(env, "-c", code, BENCH, redis_server.url)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[5, 5]"

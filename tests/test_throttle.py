@@ -109,9 +109,9 @@ actions = st.lists(
 )
 
 
-def simulate(store_factory, steps):
+def simulate(store_factory, steps, clock=None):
     """Four simulated processes share one store; check every server-side rolling window."""
-    clock = FakeClock(0)
+    clock = clock or FakeClock(0)
     store = store_factory()
     procs = [Throttle(LIMIT, WINDOW, store=store, margin=0.0, timeout=TIMEOUT, clock=clock,
                       sleep=clock.sleep) for _ in range(4)]

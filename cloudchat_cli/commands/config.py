@@ -144,7 +144,7 @@ def get(ctx: typer.Context, key: str = typer.Argument(..., help="Setting name.")
     session = ctx.obj
     settings.check_setting_name(key)
     item = session.settings().source(key)
-    typer.echo(item.value)
+    typer.echo(item.shown)
     if console.stderr_is_tty():
         console.info(f"(from {item.describe_source()})")
 

@@ -1,5 +1,5 @@
-"""``cloudchat limits``: the key's current rate-limit window, as every process on this machine
-sees it."""
+"""``cloudchat limits``: the key's current rate-limit window, as every process sharing it sees it
+(this machine's, or every machine's when ``rate_store`` is Redis)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ def limits(
         else 0.0,
         "pacing": state.pacing,
         "key": key.masked,
+        "store": cfg.source("rate_store").shown,
+        "shared_with": throttle.store.where,
     }
     if json_out:
         console.print_json(data)
@@ -42,6 +44,7 @@ def limits(
         f"[bold]{data['used']}[/bold] of {data['limit']} slots used in the last "
         f"{data['window']:g} s window ({data['in_flight']} in flight), {data['free']} free"
     )
+    out.print(f"window shared by {console.escape(data['shared_with'])}")
     if data["next_free_in"]:
         out.print(f"next slot frees in {data['next_free_in']:.1f} s")
     if data["blocked_for"]:

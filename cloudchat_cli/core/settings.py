@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloudchat_cli.core import paths
+from cloudchat_cli.core import paths, redisurl
 from cloudchat_cli.core.channels import CHANNELS, canonical_channel
 from cloudchat_cli.core.errors import ConfigError
 from cloudchat_cli.core.files import read_limited
@@ -81,6 +81,7 @@ class Spec:
     default: Any
     parse: Callable[[Any], Any]
     help: str
+    show: Callable[[Any], Any] | None = None  # how people see the value (masks a password)
 
     @property
     def env(self) -> str:
@@ -114,6 +115,14 @@ SPECS: dict[str, Spec] = {
         Spec("max_retries", 4, _number(int, 0, maximum=1000), "retries after a 429 or 5xx"),
         Spec("max_retry_wait", 300.0, _number(float, 0, maximum=DAY),
              "total seconds a request may spend waiting"),
+        Spec(
+            "rate_store",
+            redisurl.LOCAL,
+            redisurl.parse_store,
+            "where the rate-limit window lives: local (this machine) or a redis:// URL "
+            "shared by every machine",
+            show=redisurl.mask_url,
+        ),
     )
 }
 
@@ -126,6 +135,12 @@ class Resolved:
     value: Any
     source: str  # flag | env | profile | default | sandbox
     detail: str = ""
+
+    @property
+    def shown(self) -> Any:
+        """The value as shown to people (``config show``/``get``): secrets masked."""
+        spec = SPECS.get(self.name)
+        return spec.show(self.value) if spec and spec.show else self.value
 
     def describe_source(self) -> str:
         return f"{self.source} ({self.detail})" if self.detail else self.source
@@ -352,4 +367,12 @@ def check_setting_name(key: str) -> Spec:
 
 def parse_setting(key: str, value: str) -> Any:
     """Parse a ``config set KEY VALUE`` pair, rejecting unknown keys and bad values."""
-    return _parse(check_setting_name(key), value, "the command line")
+    parsed = _parse(check_setting_name(key), value, "the command line")
+    if key == "rate_store" and redisurl.has_password(parsed):
+        # argv is visible to every user of the machine (ps) and lands in shell history.
+        raise ConfigError(
+            "rate_store: a password on the command line is visible to other users",
+            hint="set CLOUDCHAT_RATE_STORE in the environment (from a secret), or set the URL "
+            "without the password here and add it by editing the 0600 config file",
+        )
+    return parsed

@@ -11,6 +11,7 @@ The bookkeeping lives in a ``SlotStore``; this module holds the policy and the i
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +22,11 @@ from cloudchat_cli.core.errors import RateLimitWait
 
 # How often a waiter re-checks while some slot is still in flight (its true expiry is unknown).
 POLL = 0.05
+
+
+def key_hash(api_key: str) -> str:
+    """The name a key's window is stored under (a salted hash: never the key itself)."""
+    return hashlib.sha256(b"cloudchat-throttle\0" + api_key.encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -40,7 +46,13 @@ class WindowState:
 
 
 class SlotStore(Protocol):
-    """Where slots live: in memory (one process) or in SQLite (every process using the key)."""
+    """Where slots live: in memory (one process), SQLite (this machine) or Redis (every machine).
+
+    Times are the caller's clock; ``now`` comes along so a store with its own clock (Redis)
+    can turn them into durations.
+    """
+
+    where: str  # for people: "this process", "this machine (…)", "every machine using redis://…"
 
     def try_acquire(
         self, now: float, limit: int, hold_until: float, pace: float, settle: float
@@ -50,9 +62,9 @@ class SlotStore(Protocol):
         Returns (slot id, _) on success, else (None, (when to look again, estimated free time)).
         """
 
-    def release(self, slot: int, expires_at: float) -> None: ...
+    def release(self, slot: int, expires_at: float, now: float) -> None: ...
 
-    def block(self, until: float) -> None: ...
+    def block(self, until: float, now: float) -> None: ...
 
     def state(self, now: float, limit: int) -> WindowState: ...
 
@@ -92,6 +104,8 @@ def next_try(
 class MemoryStore:
     """Slots of this process only (tests, and the reference model for the SQLite store)."""
 
+    where = "this process only"
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._slots: dict[int, tuple[float, bool]] = {}  # id -> (expiry, in flight)
@@ -122,12 +136,12 @@ class MemoryStore:
             self._last_sent = now
             return slot, (0.0, 0.0)
 
-    def release(self, slot, expires_at):
+    def release(self, slot, expires_at, now=None):
         with self._lock:
             if slot in self._slots:
                 self._slots[slot] = (expires_at, False)
 
-    def block(self, until):
+    def block(self, until, now=None):
         with self._lock:
             self._blocked_until = max(self._blocked_until, until)
 
@@ -211,11 +225,13 @@ class Throttle:
     def release(self, slot: int) -> None:
         """The response arrived, or the request timed out (so it may still have arrived just
         now): either way the slot is held one more window from this moment."""
-        self.store.release(slot, self.clock() + self.window + self.margin)
+        now = self.clock()
+        self.store.release(slot, now + self.window + self.margin, now)
 
     def block(self, seconds: float) -> None:
         """A 429 was answered: nobody using this key sends for ``seconds``."""
-        self.store.block(self.clock() + seconds)
+        now = self.clock()
+        self.store.block(now + seconds, now)
 
     def even_pacing(self) -> None:
         """Fall back to one request per window/limit (for servers stricter than announced)."""

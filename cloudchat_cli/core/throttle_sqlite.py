@@ -8,7 +8,6 @@ could need (timeout + window + margin), and one whose process is gone is cut to 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 from cloudchat_cli.core import paths
 from cloudchat_cli.core.errors import CloudChatError
 from cloudchat_cli.core.sqlitedb import LockedDb
-from cloudchat_cli.core.throttle import WindowState, next_try
+from cloudchat_cli.core.throttle import WindowState, key_hash, next_try
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS slots (
@@ -28,10 +27,6 @@ CREATE TABLE IF NOT EXISTS slots (
 );
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v REAL NOT NULL);
 """
-
-
-def key_hash(api_key: str) -> str:
-    return hashlib.sha256(b"cloudchat-throttle\0" + api_key.encode()).hexdigest()[:32]
 
 
 def throttle_path(api_key: str) -> Path:
@@ -65,6 +60,7 @@ class SqliteStore:
 
     def __init__(self, path: Path, *, window: float, margin: float):
         self.path = path
+        self.where = f"this machine ({path})"
         self.window = window
         self.margin = margin
         self._db = LockedDb(path, SCHEMA, label="rate-limit state", synchronous="NORMAL",
@@ -116,14 +112,14 @@ class SqliteStore:
 
         return self._tx(run)
 
-    def release(self, slot, expires_at):
+    def release(self, slot, expires_at, now=None):
         self._tx(
             lambda db: db.execute(
                 "UPDATE slots SET expires = ?, in_flight = 0 WHERE id = ?", (expires_at, slot)
             )
         )
 
-    def block(self, until):
+    def block(self, until, now=None):
         def run(db):
             self._set_meta(db, "blocked_until", max(until, self._meta(db, "blocked_until")))
 

@@ -34,7 +34,7 @@ def show_rows(session: Session) -> list[dict[str, Any]]:
     rows = [{"setting": "profile", "value": cfg.profile, "source": cfg.profile_source}]
     for item in cfg.items.values():
         rows.append(
-            {"setting": item.name, "value": item.value, "source": item.describe_source()}
+            {"setting": item.name, "value": item.shown, "source": item.describe_source()}
         )
     try:
         key = session.api_key()
@@ -84,6 +84,9 @@ def run_checks(session: Session, *, probe: bool = True,
     checks.append(key_check)
     if probe:
         checks.append(_probe(session, cfg.base_url, key, notify))
+        from cloudchat_cli.services.ratestore import check_rate_store
+
+        checks.append(check_rate_store(session))
     return checks
 
 

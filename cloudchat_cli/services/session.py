@@ -132,7 +132,8 @@ class Session:
         return self._sandbox
 
     def throttle(self, api_key: str) -> Throttle:
-        """The key's throttle: shared through SQLite by every process using the key.
+        """The key's throttle: shared through SQLite by every process using the key on this
+        machine, or through Redis by every machine when ``rate_store`` is a Redis URL.
 
         The embedded sandbox lives and dies with this process, so its window is kept in memory.
         """
@@ -141,6 +142,8 @@ class Session:
         cfg = self.settings()
         if self.options.sandbox:
             store = MemoryStore()
+        elif cfg.rate_store != "local":
+            store = self._redis_store(api_key)
         else:
             from cloudchat_cli.core.throttle_sqlite import SqliteStore, throttle_path
 
@@ -152,6 +155,23 @@ class Session:
             cfg.rate_limit, cfg.rate_window, store=store, margin=cfg.rate_margin,
             timeout=cfg.timeout,
         )
+
+    def _redis_store(self, api_key: str):
+        from cloudchat_cli.core import redisurl, throttle_redis
+
+        cfg = self.settings()
+        debug = self.debug_log if self.options.debug else None
+        if debug:
+            debug(f"rate store: {redisurl.mask_url(cfg.rate_store)} "
+                  f"(from {cfg.source('rate_store').describe_source()})")
+        timeout = min(cfg.timeout, 5.0)
+        client = throttle_redis.connect(cfg.rate_store, timeout=timeout)
+        store = throttle_redis.RedisStore(
+            client, api_key, url=cfg.rate_store, window=cfg.rate_window,
+            margin=cfg.rate_margin, debug=debug, timeout=timeout,
+        )
+        self._closers.append(store.close)
+        return store
 
     def client(self, notify: Notify | None = None) -> ApiClient:
         from cloudchat_cli.core.backoff import RetryPolicy
