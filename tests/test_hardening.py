@@ -175,6 +175,7 @@ def test_broadcast_under_500s_and_429_storm_accounts_exactly(tmp_path, env, sand
     said = " ".join(proc.stderr.split())  # however the terminal width wrapped it
     assert "another machine, or the App's own backend" in said
     assert "only knows the cloudchat processes on this machine" in said
+    assert "rate_store" in said  # the way to share the window across machines
     assert "stricter" not in said
     rows = report_rows(report)
     accepted = {r["id"]: r for r in records if r["status"] == 201}

@@ -14,8 +14,9 @@ def pacing_warning(interval: float) -> str:
     return (
         "the server keeps answering 429 although this machine keeps to the window: the key is "
         "probably also used elsewhere — another machine, or the App's own backend (the limiter "
-        "only knows the cloudchat processes on this machine); pacing evenly at one request "
-        f"every {interval:.2f} s from now on"
+        "only knows the cloudchat processes on this machine, or every machine sharing its "
+        "rate_store; point several machines at one Redis with rate_store); pacing evenly at "
+        f"one request every {interval:.2f} s from now on"
     )
 
 
