@@ -73,6 +73,8 @@ def open_run(path: Path, info, options, *, explicit: bool, again: bool,
     try:
         if opened.archived is not None:
             record(opened.archived, identity.key)
+        if "broadcast_key" not in opened.journal.meta():  # one an older version began
+            opened.journal.set_meta(broadcast_key=identity.key)
         register(path, identity.key)
     except BaseException:
         opened.journal.close()
