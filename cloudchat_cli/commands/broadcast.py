@@ -125,6 +125,8 @@ def run(
         allow_duplicates=allow_duplicates,
     )
     info, tmpl = planning.prepare(options)
+    if exclude is not None:
+        runs.check_exclude(exclude, cfg.default_country_code)  # before anything is written
     api = "sandbox" if session.options.sandbox else cfg.base_url  # its port changes every run
     ident = service.Identity(cfg.profile, api, service.broadcast_key(options, cfg.profile, api))
     path = journal or service.default_journal_path(options, cfg.profile, api)

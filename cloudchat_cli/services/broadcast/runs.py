@@ -100,6 +100,11 @@ def record(journal_path: Path, key: str) -> None:
         history.close()
 
 
+def check_exclude(path: Path, default_country_code: str = "") -> int:
+    """Read an --exclude file through once: a bad line fails before the run starts."""
+    return sum(1 for _ in exclude_recipients(path, default_country_code))
+
+
 def exclude_recipients(path: Path, default_country_code: str = "") -> Iterator[str]:
     """Every form a listed recipient takes on the channels it is valid for (a CSV may say)."""
     for line, channel, raw, _note in optout.read_list_file(path, ""):
