@@ -38,3 +38,10 @@ def test_listener_bench_measures(env):
     proc = run(env, "-c", code, BENCH)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[(1, 200, 200), (2, 20, 20)]"
+
+
+def test_history_bench_measures_ingest_and_lookup(env):
+    proc = run(env, BENCH / "history.py", "--rows", "1000")
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 3 and rows[2].endswith("| 500 |")  # half were sent before
