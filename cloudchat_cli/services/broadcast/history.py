@@ -91,6 +91,8 @@ class History:
     def ingest(self, journal: Path) -> int:
         """Add ``journal``'s sent rows (keeping each message's latest time); the row count."""
         final = int(bool(FINAL.search(journal.name)))
+        if not journal.is_file():  # ATTACH would create an empty database there
+            return 0
         try:
             self._db.execute_alone("ATTACH DATABASE ? AS j", (str(journal),))
         except HistoryError as exc:

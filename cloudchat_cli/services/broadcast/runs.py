@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -13,9 +14,14 @@ from cloudchat_cli.services import optout
 from cloudchat_cli.services.broadcast import history as hist
 from cloudchat_cli.services.broadcast import service
 from cloudchat_cli.services.broadcast.journal import WITHHELD as WITHHELD
-from cloudchat_cli.services.broadcast.journal import Journal
+from cloudchat_cli.services.broadcast.journal import Journal, JournalMoved
 from cloudchat_cli.services.broadcast.lock import JournalLock, holder
-from cloudchat_cli.services.messages import CHANNELS, InvalidMessage, normalise_recipient
+from cloudchat_cli.services.messages import (
+    CHANNELS,
+    InvalidMessage,
+    normalise_recipient,
+    parse_channel,
+)
 
 
 @dataclass
@@ -108,14 +114,17 @@ def check_exclude(path: Path, default_country_code: str = "") -> int:
 def exclude_recipients(path: Path, default_country_code: str = "") -> Iterator[str]:
     """Every form a listed recipient takes on the channels it is valid for (a CSV may say)."""
     for line, channel, raw, _note in optout.read_list_file(path, ""):
-        channels = [channel] if channel else list(CHANNELS)
         forms = set()
-        for ch in channels:
-            try:
-                forms.add(normalise_recipient(ch, raw, default_country_code))
-            except InvalidMessage as exc:
-                if channel:
-                    raise UsageError(f"{path}, line {line}: {exc.message}") from None
+        try:
+            channels = [parse_channel(channel)] if channel else list(CHANNELS)
+            for ch in channels:
+                try:
+                    forms.add(normalise_recipient(ch, raw, default_country_code))
+                except InvalidMessage:
+                    if channel:
+                        raise
+        except InvalidMessage as exc:
+            raise UsageError(f"{path}, line {line}: {exc.message}") from None
         if not forms:
             raise UsageError(f"{path}, line {line}: {raw[:40]!r} is not a recipient on any "
                              "channel")
@@ -243,8 +252,13 @@ def mark_finished(journal: Journal) -> None:
 def after_run(journal: Journal) -> None:
     """Once a run ends (or finds nothing to do): note when it finished, and put what it sent
     into its broadcast's history (so another journal of the same CSV is protected too)."""
+    try:
+        journal.verify_path()
+    except JournalMoved:
+        return  # its record was saved aside (or could not be); never recreate the path
     mark_finished(journal)
     key = journal.meta().get("broadcast_key")
     if key:
-        record(journal.path, key)
+        with contextlib.suppress(hist.HistoryError):  # a source already: re-read next run
+            record(journal.path, key)
 
