@@ -234,6 +234,9 @@ def test_discard_archives_what_sent_and_deletes_what_did_not(tmp_path, env, sand
     done = run_cli("broadcast", "discard", str(path), "--yes", env=cenv)
     assert done.returncode == 0, done.stderr
     assert "archived as" in done.stderr
+    archive = done.stderr.rsplit("archived as ", 1)[1].strip()
+    twice = run_cli("broadcast", "discard", "--journal", archive, "--yes", env=cenv)
+    assert twice.returncode == 2 and "already archived" in twice.stderr
     status = json.loads(run_cli("broadcast", "status", "--json", env=cenv).stdout)
     assert [(s["state"], s["sent"], s["pending"]) for s in status] == [("archived", 3, 7)]
     # The CSV changes; the next run starts afresh and the 3 who got it are still protected.

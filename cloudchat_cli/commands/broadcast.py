@@ -108,7 +108,6 @@ def run(
     steady_gc()
     import functools
 
-    from cloudchat_cli.core.errors import CloudChatError
     from cloudchat_cli.services.broadcast import plan as planning
     from cloudchat_cli.services.broadcast import runs, service
 
@@ -134,7 +133,7 @@ def run(
                                  again=again, exclude=exclude,
                                  default_country_code=cfg.default_country_code)
     if dry_run:
-        _dry_run(info, tmpl, options, preview, cfg, withhold, path)
+        _dry_run(info, tmpl, options, preview, cfg, withhold)
         return
     opened = runs.open_run(path, info, options, explicit=journal is not None, again=again,
                            identity=ident)
@@ -167,7 +166,7 @@ def run(
         counts = jr.counts()
         if not quiet:
             _show_plan(plan, counts, cfg, resumed=opened.resumed)
-            _show_withheld(held, counts)
+            broadcast_runs.show_withheld(held, counts)
             if plan.invalid:
                 _show_invalid(plan)
         if counts["pending"] == 0:
@@ -181,7 +180,7 @@ def run(
             return
         try:
             _confirm(counts["pending"], yes)
-        except CloudChatError:
+        except BaseException:  # "no", no terminal, or Ctrl-C at the prompt
             if not service.attempted(jr.counts()):
                 jr.discard()  # nothing went out: leave nothing half-started behind
             raise
@@ -244,24 +243,6 @@ def _nothing_to_do(jr, report, json_out: bool, quiet: bool) -> bool:
     return True
 
 
-def _show_withheld(held, counts) -> None:
-    from cloudchat_cli.services.broadcast import runs
-
-    if held.opted_out:
-        console.info(f"{held.opted_out} on the opt-out list — skipped")
-    if held.excluded:
-        console.info(f"{held.excluded} excluded by --exclude — skipped")
-    if held.already_sent:
-        when = runs.day(held.last_sent_at)
-        if held.again:
-            console.info(f"--again: {held.already_sent} already received this exact message "
-                         f"on {when} and will receive it again")
-        else:
-            console.info(f"{held.already_sent} already received this exact message on {when} "
-                         f"— skipped; {counts['pending']} new row(s) will be sent "
-                         "(--again sends to all)")
-
-
 def _show_invalid(plan) -> None:
     for _row, error in plan.errors:
         console.err().print(f"  [red]✗[/red] {console.escape(error)}")
@@ -288,7 +269,7 @@ def _show_plan(plan, counts, cfg, *, resumed: bool) -> None:
                  f"for {counts['pending']} message(s)")
 
 
-def _dry_run(info, tmpl, options, preview: int, cfg, withhold, journal: Path) -> None:
+def _dry_run(info, tmpl, options, preview: int, cfg, withhold) -> None:
     import tempfile
 
     from cloudchat_cli.services.broadcast import plan as planning
@@ -303,7 +284,7 @@ def _dry_run(info, tmpl, options, preview: int, cfg, withhold, journal: Path) ->
             plan = planning.summarise(jr)
             counts = jr.counts()
             _show_plan(plan, counts, cfg, resumed=False)
-            _show_withheld(held, counts)
+            broadcast_runs.show_withheld(held, counts)
             if plan.invalid:
                 _show_invalid(plan)
             for row, payload in jr.preview(preview):

@@ -168,6 +168,11 @@ def hold_for_discard(path: Path) -> Held:
         lock.release()
         raise
     counts["sending"] = 0
+    if meta.get("archived_at") or hist.FINAL.search(path.name):
+        journal.close()
+        lock.release()
+        raise UsageError(f"{path} is already archived: it only keeps its history",
+                         hint="nothing to discard; leave it where it is")
     return Held(path, journal, lock, meta, counts)
 
 
