@@ -307,3 +307,25 @@ def test_a_journal_made_before_digests_resumes_and_protects(tmp_path, env, sandb
     assert nxt.returncode == 0, nxt.stderr
     assert json.loads(nxt.stdout)["already_sent"] == 5
     assert len(sent_to(box)) == 7 and set(sent_to(box).values()) == {1}
+
+
+def test_status_survives_a_damaged_journal_and_a_broadcast_that_sent_nothing(tmp_path, env,
+                                                                             box):
+    path = make_csv(tmp_path, 2)
+    cenv = bc_env(env, box)
+    for i in range(2):
+        assert run_cli("optout", "add", to(i), env=env).returncode == 0
+    first = bc(path, cenv, "-y", "-q")
+    assert (first.returncode, first.stderr) == (0, "")  # all opted out: nothing to say
+    second = bc(path, cenv, "-y", "-q")
+    assert second.returncode == 0
+    assert second.stderr == ("already run (nothing was sent): nothing to do; add --again to "
+                             "send it again\n")
+    broadcasts = tmp_path / "state" / "broadcasts"
+    (broadcasts / "damaged.sqlite3").write_bytes(b"garbage" * 1000)
+    status = run_cli("broadcast", "status", "--json", env=cenv)
+    assert status.returncode == 0, status.stderr
+    assert "damaged.sqlite3" in status.stderr and "Traceback" not in status.stderr
+    (item,) = json.loads(status.stdout)
+    assert (item["state"], item["opted_out"], item["sent"]) == ("finished", 2, 0)
+    assert box.records() == []

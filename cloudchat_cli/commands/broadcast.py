@@ -237,8 +237,9 @@ def _nothing_to_do(jr, report, json_out: bool, quiet: bool) -> bool:
     counts = service.settled_counts(jr)
     if counts["failed"] or counts["unknown"]:
         return False  # the usual resume path names them and how to resend
-    console.info(f"already sent on {runs.day(jr.last_sent_at())}: nothing to do; add --again "
-                 "to send it again")
+    last = jr.last_sent_at()
+    done = f"already sent on {runs.day(last)}" if last else "already run (nothing was sent)"
+    console.info(f"{done}: nothing to do; add --again to send it again")
     _finish(jr, report, True, json_out, None)
     return True
 

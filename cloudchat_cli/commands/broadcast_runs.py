@@ -37,13 +37,20 @@ def status(
     limit: int = typer.Option(20, "--limit", help="Show at most this many runs.", min=1),
 ) -> None:
     """List broadcast runs: start/end, profile, CSV, template, counts, state."""
-    from cloudchat_cli.core.errors import UsageError
+    from cloudchat_cli.core.errors import CloudChatError, UsageError
     from cloudchat_cli.services.broadcast import runs
 
     if journal is not None and not journal.is_file():
         raise UsageError(f"no journal at {journal}")
-    paths = [journal] if journal else runs.all_journals()[:limit]
-    items = [runs.describe(path) for path in paths]
+    if journal is not None:
+        items = [runs.describe(journal)]
+    else:
+        items = []
+        for path in runs.all_journals()[:limit]:
+            try:
+                items.append(runs.describe(path))
+            except CloudChatError as exc:  # one damaged or vanished journal hides no other
+                console.warn(f"{path}: {exc.message}")
     if json_out:
         console.print_json(items if journal is None else items[0])
         return

@@ -63,6 +63,13 @@ class Entry:
     note: str
 
 
+def _set_version(db: LockedDb) -> None:
+    """Stamp a new file with ``VERSION`` (read first: a `send` must not pay for a write)."""
+    current = db.tx(lambda c: c.execute("PRAGMA user_version").fetchone()[0], write=False)
+    if current < VERSION:  # version 1 is the first: later versions migrate here
+        db.tx(lambda c: c.execute(f"PRAGMA user_version = {VERSION}"))
+
+
 class OptoutList:
     """One profile's opt-out list."""
 
@@ -72,7 +79,7 @@ class OptoutList:
         self.country = default_country_code
         self._db = LockedDb(self.path, SCHEMA, label="opt-out list", synchronous="FULL",
                             error=_error)
-        self._db.tx(lambda db: db.execute(f"PRAGMA user_version = {VERSION}"))
+        _set_version(self._db)
 
     def close(self) -> None:
         self._db.close()

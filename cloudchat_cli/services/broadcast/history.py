@@ -77,7 +77,9 @@ class History:
                             error=_error)
         self._db.tx(lambda db: db.create_function("message_digest", 1, _sql_digest,
                                                   deterministic=True), write=False)
-        self._db.tx(lambda db: db.execute(f"PRAGMA user_version = {VERSION}"))
+        if self._db.tx(lambda db: db.execute("PRAGMA user_version").fetchone()[0],
+                       write=False) < VERSION:
+            self._db.tx(lambda db: db.execute(f"PRAGMA user_version = {VERSION}"))
 
     def close(self) -> None:
         self._db.close()

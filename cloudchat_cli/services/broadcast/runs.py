@@ -200,14 +200,22 @@ def discard(held: Held) -> Path | None:
 def all_journals() -> list[Path]:
     """The default journals (current and archived) and every explicit one history knows."""
     found = {p.resolve() for p in service.list_journals()}
-    found |= {p for p in hist.all_sources() if p.is_file()}
-    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+    found |= set(hist.all_sources())
+    dated = []
+    for path in found:
+        try:
+            dated.append((path.stat().st_mtime, path))
+        except OSError:
+            continue  # removed since (a run archiving it, a clean-up)
+    return [path for _, path in sorted(dated, reverse=True)]
 
 
 def describe(path: Path) -> dict:
     """One run: when, who, what, how far; ``state`` is running, unfinished, finished or
     archived."""
     running = holder(path)
+    if not path.is_file():  # opening it would create an empty journal there
+        raise UsageError(f"no journal at {path}")
     jr = Journal(path)
     try:
         meta = jr.meta()
