@@ -170,3 +170,23 @@ def test_optout_entries_are_normalised_and_imports_all_or_nothing(isolated):
         lst.close()
     assert optout.optout_path("../evil").name.startswith("p-")
     assert optout.optout_path("shop").name == "shop.sqlite3"
+
+
+def test_export_is_spreadsheet_safe_and_imports_back_exactly(isolated):
+    import io
+
+    lst = optout.OptoutList("default")
+    try:
+        lst.add("tg", "-1001234567890", "=HYPERLINK(\"http://x\")")
+        lst.add("tg", "@alice_bot", "'quoted")
+        out = io.StringIO()
+        assert optout.export_csv(lst.entries(), out) == 2
+    finally:
+        lst.close()
+    text = out.getvalue()
+    assert "'-1001234567890" in text and "'=HYPERLINK" in text and "''quoted" in text
+    path = isolated / "export.csv"
+    path.write_text(text)
+    assert [(ch, to, note) for _l, ch, to, note in optout.read_list_file(path, "whatsapp")] == [
+        ("telegram", "-1001234567890", '=HYPERLINK("http://x")'),
+        ("telegram", "@alice_bot", "'quoted")]

@@ -168,29 +168,39 @@ def read_list_file(path: Path, default_channel: str) -> Iterator[tuple[int, str,
         reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
         reader.fieldnames = [h.strip().lower() for h in reader.fieldnames or []]
         for number, row in enumerate(reader, start=2):
-            to = (row.get("to") or "").strip()
+            to = _cell(row.get("to"))
             if to:
-                yield (number, (row.get("channel") or "").strip() or default_channel, to,
-                       (row.get("note") or "").strip())
+                yield (number, _cell(row.get("channel")) or default_channel, to,
+                       _cell(row.get("note")))
         return
     if header:
         raise UsageError(f"{path}: a CSV needs a 'to' column (or give one recipient per line)")
     for number, line in enumerate(lines, start=1):
-        value = line.strip()
+        value = _cell(line)
         if value and not value.startswith("#"):
             yield number, default_channel, value, ""
 
 
 def export_csv(entries: Iterable[Entry], out) -> int:
+    """Write entries as CSV, every cell spreadsheet-safe (``-100…`` → ``'-100…``, as in
+    broadcast reports); ``import`` removes that one apostrophe again."""
+    from cloudchat_cli.services.broadcast.service import safe_cell
+
     writer = csv.writer(out)
     writer.writerow(COLUMNS)
     count = 0
     for e in entries:
-        writer.writerow([e.channel, e.recipient,
-                         time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(e.added_at)),
-                         e.note])
+        writer.writerow([safe_cell(v) for v in (
+            e.channel, e.recipient,
+            time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(e.added_at)), e.note)])
         count += 1
     return count
+
+
+def _cell(value: str | None) -> str:
+    """A cell as written, less the one apostrophe a safe export (or a spreadsheet) put first."""
+    value = (value or "").strip()
+    return value[1:] if value.startswith("'") else value
 
 
 def check_send(profile: str, payload: dict, default_country_code: str = "") -> None:
