@@ -329,3 +329,28 @@ def test_status_survives_a_damaged_journal_and_a_broadcast_that_sent_nothing(tmp
     (item,) = json.loads(status.stdout)
     assert (item["state"], item["opted_out"], item["sent"]) == ("finished", 2, 0)
     assert box.records() == []
+
+
+def test_again_on_resume_sends_rows_the_interrupted_run_withheld(tmp_path, env,
+                                                                 sandbox_factory):
+    box = sandbox_factory()  # one line per accepted message
+    path = make_csv(tmp_path, 3)
+    fast = bc_env(env, box)
+    assert bc(path, fast, "-y").returncode == 0
+    for _ in range(3):
+        assert box.readline()
+    with path.open("a") as fh:
+        for i in range(10, 16):
+            fh.write(f"{to(i)},Baru {i},ORD-{i}\n")
+    journal = tmp_path / "j.sqlite3"
+    slow = bc_env(env, box, CLOUDCHAT_RATE_LIMIT="2", CLOUDCHAT_RATE_WINDOW="60")
+    # A separate journal of the same CSV: history withholds the 3, 2 of the 6 new go out.
+    assert _interrupted_run(path, slow, journal, box, sent=2) == 130
+    resumed = bc(path, fast, "-y", "--again", "--json", "--journal", str(journal))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Resending 3 already sent row(s)" in resumed.stderr
+    counts = json.loads(resumed.stdout)
+    assert (counts["sent"], counts["already_sent"]) == (9, 0)
+    got = sent_to(box)
+    assert [got[to(i)] for i in range(3)] == [2, 2, 2]
+    assert [got[to(i)] for i in range(10, 16)] == [1] * 6

@@ -226,7 +226,8 @@ def _resume_notes(jr, retry_failed: bool, retry_unknown: bool, quiet: bool,
         console.warn(f"{resumed.crashed} row(s) were being sent when the last run stopped; "
                      "they are marked unknown (--retry-unknown resends them)")
     if resumed.requeued:
-        console.info(f"Resending {resumed.requeued} {' and '.join(resumed.states)} row(s).")
+        states = ' and '.join(s.replace('_', ' ') for s in resumed.states)
+        console.info(f"Resending {resumed.requeued} {states} row(s).")
 
 
 def _nothing_to_do(jr, report, json_out: bool, quiet: bool) -> bool:
