@@ -93,8 +93,7 @@ def discard(
 ) -> None:
     """Drop a broadcast (unfinished or not): the next run of its CSV starts afresh.
 
-    One that sent something is archived, never deleted: its history keeps protecting
-    those recipients."""
+    One that sent something is archived, never deleted: it keeps protecting its recipients."""
     from cloudchat_cli.core.errors import Interrupted, UsageError
     from cloudchat_cli.services.broadcast import runs, service
     from cloudchat_cli.services.broadcast.plan import BroadcastOptions
