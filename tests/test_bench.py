@@ -56,3 +56,10 @@ def test_throttle_overhead_measures_both_stores(env, redis_server):
     proc = run(env, "-c", code, BENCH, redis_server.url)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[5, 5]"
+
+
+def test_history_bench_measures_ingest_and_lookup(env):
+    proc = run(env, BENCH / "history.py", "--rows", "1000")
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 3 and rows[2].endswith("| 500 |")  # half were sent before

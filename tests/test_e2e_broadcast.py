@@ -201,8 +201,11 @@ def test_rerun_of_finished_broadcast_sends_nothing(tmp_path, env, sandbox_factor
     path = make_csv(tmp_path, 5)
     cenv = bc_env(env, box)
     assert run_cli("broadcast", str(path), "-t", TEMPLATE, "-y", env=cenv).returncode == 0
-    again = run_cli("broadcast", str(path), "-t", TEMPLATE, "-y", env=cenv)
-    assert again.returncode == 0 and "Nothing left to send" in again.stderr
+    again = run_cli("broadcast", str(path), "-t", TEMPLATE, "-y", "-q", env=cenv)
+    # One line even with --quiet: a recurring job without --again must not do nothing silently.
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.startswith("already sent on ") and again.stderr.count("\n") == 1
+    assert "add --again to send it again" in again.stderr
     assert len(box.records()) == 5
 
 
@@ -239,8 +242,9 @@ def test_options_template_file_to_column_delimiter_duplicates_and_logs(tmp_path,
     assert "2/2: 2 sent" in first.stderr  # a plain log line per row without a TTY
     texts = sorted(r["request"]["text"] for r in box.records())  # 4 in flight: any order
     assert texts == ["Halo Ani, {promo} hari ini", "Halo Budi, {promo} hari ini"]
-    quiet = run_cli(*base, "--allow-duplicates", "--journal", str(tmp_path / "j2"), "-q",
-                    env=cenv)
+    # A second journal of the same CSV still sees what the first sent: --again resends.
+    quiet = run_cli(*base, "--allow-duplicates", "--again", "--journal", str(tmp_path / "j2"),
+                    "-q", env=cenv)
     assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
     assert len(box.records()) == 5  # all three rows, the duplicate included
 

@@ -19,6 +19,7 @@ COMMANDS = {
     "send": "cloudchat_cli.commands.send",
     "broadcast": "cloudchat_cli.commands.broadcast",
     "webhook": "cloudchat_cli.commands.webhook",
+    "optout": "cloudchat_cli.commands.optout",
     "config": "cloudchat_cli.commands.config",
     "api": "cloudchat_cli.commands.api",
     "limits": "cloudchat_cli.commands.limits",

@@ -1,4 +1,4 @@
-"""``cloudchat broadcast FILE.csv`` and ``cloudchat broadcast status [JOURNAL]``."""
+"""``cloudchat broadcast FILE.csv``; ``status`` and ``discard`` live in ``broadcast_runs``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from cloudchat_cli.commands import broadcast_runs
 from cloudchat_cli.commands._groups import default_group
 from cloudchat_cli.commands.completion import complete_channel
 from cloudchat_cli.entry import steady_gc
@@ -20,8 +21,10 @@ EPILOG = """[bold]Examples[/bold]
   cloudchat broadcast customers.csv -t "Halo {name}" --dry-run
   cloudchat broadcast customers.csv -t "Halo {name}" --report hasil.csv --yes
   cloudchat broadcast customers.csv -t "Halo {name}" --yes   # run again
+  cloudchat broadcast customers.csv -t "Halo {name}" --yes --again   # daily
   cloudchat broadcast customers.csv -t "Halo {name}" --dry-run --json | jq .
-  cloudchat broadcast status           # counts of recent broadcasts
+  cloudchat broadcast status            # every run: when, template, counts
+  cloudchat broadcast discard customers.csv --yes   # drop an unfinished one
 
 CSV: a header row; a 'to' column (--to-column); optional per-row channel, type, text, \
 media_url, caption, filename; every column is a template variable. Rows are numbered as in \
@@ -107,11 +110,19 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only a summary line on failure."),
     json_out: bool = typer.Option(
         False, "--json", help="Print the final counts as JSON (with --dry-run: the plan)."),
+    again: bool = typer.Option(
+        False, "--again", help="Send rows an earlier run of this CSV already sent (a "
+        "recurring job); without it they are skipped."),
+    exclude: Path | None = typer.Option(
+        None, "--exclude", help="Skip these recipients this run: a CSV with a 'to' column, or "
+        "one per line.", show_default=False),
 ) -> None:
     """Send one message per CSV row (resumable; never sends a row twice)."""
     steady_gc()
+    import functools
+
     from cloudchat_cli.services.broadcast import plan as planning
-    from cloudchat_cli.services.broadcast import service
+    from cloudchat_cli.services.broadcast import runs, service
 
     session = ctx.obj
     cfg = session.settings()
@@ -127,22 +138,35 @@ def run(
         encoding=encoding,
     )
     info, tmpl = planning.prepare(options)
+    if exclude is not None:
+        runs.check_exclude(exclude, cfg.default_country_code)  # before anything is written
+    api = "sandbox" if session.options.sandbox else cfg.base_url  # its port changes every run
+    ident = service.Identity(cfg.profile, api, service.broadcast_key(options, cfg.profile, api))
+    path = journal or service.default_journal_path(options, cfg.profile, api)
+    withhold = functools.partial(runs.withhold, key=ident.key, profile=cfg.profile,
+                                 again=again, exclude=exclude,
+                                 default_country_code=cfg.default_country_code)
     if dry_run:
-        _dry_run(info, tmpl, options, preview, cfg, skip_invalid=skip_invalid,
+        _dry_run(info, tmpl, options, preview, cfg, withhold, skip_invalid=skip_invalid,
                  json_out=json_out)
         return
-    api = "sandbox" if session.options.sandbox else cfg.base_url  # its port changes every run
-    path = journal or service.default_journal_path(options, cfg.profile, api)
-    opened = service.open_journal(path, info, options, explicit=journal is not None)
+    opened = runs.open_run(path, info, options, explicit=journal is not None, again=again,
+                           identity=ident)
     jr = opened.journal
     try:
+        if opened.finished and not again and _nothing_to_do(jr, report, json_out, quiet):
+            return
         if opened.archived and not quiet:
             console.info(f"The previous broadcast of this file was finished; its journal is "
                          f"kept as {opened.archived}.")
+        if opened.replaced and not quiet:
+            console.info("An earlier run of this file was never confirmed (nothing was sent): "
+                         "starting afresh.")
         if opened.resumed:
-            _resume_notes(jr, retry_failed, retry_unknown, quiet)
+            _resume_notes(jr, retry_failed, retry_unknown, quiet, again)
         else:
             _preflight(info, tmpl, options, jr, quiet)
+        held = withhold(jr, fresh=not opened.resumed, current=path)
         plan = planning.summarise(jr)
         if plan.invalid and not skip_invalid:
             _show_invalid(plan)
@@ -152,14 +176,24 @@ def run(
         counts = jr.counts()
         if not quiet:
             _show_plan(plan, counts, cfg, resumed=opened.resumed)
+            broadcast_runs.show_withheld(held, counts)
             if plan.invalid:
                 _show_invalid(plan)
         if counts["pending"] == 0:
-            if not quiet:
+            if held.already_sent and not held.again:
+                console.info(f"all {held.already_sent} row(s) already received this exact "
+                             f"message (last on {runs.day(held.last_sent_at)}): nothing to do; "
+                             "add --again to send it again")
+            elif not quiet:
                 console.info("Nothing left to send.")
             _finish(jr, report, quiet, json_out, None)
             return
-        _confirm(counts["pending"], yes)
+        try:
+            _confirm(counts["pending"], yes)
+        except BaseException:  # "no", no terminal, or Ctrl-C at the prompt
+            if not service.attempted(jr.counts()):
+                jr.discard()  # nothing went out: leave nothing half-started behind
+            raise
         _send(session, jr, counts["pending"], concurrency, quiet, log_every, report, json_out)
     finally:
         jr.close()
@@ -199,17 +233,35 @@ def _preflight(info, tmpl, options, jr, quiet: bool) -> None:
             status.stop()
 
 
-def _resume_notes(jr, retry_failed: bool, retry_unknown: bool, quiet: bool) -> None:
+def _resume_notes(jr, retry_failed: bool, retry_unknown: bool, quiet: bool,
+                  again: bool = False) -> None:
     from cloudchat_cli.services.broadcast import service
 
-    resumed = service.resume(jr, retry_failed=retry_failed, retry_unknown=retry_unknown)
+    resumed = service.resume(jr, retry_failed=retry_failed, retry_unknown=retry_unknown,
+                             again=again)
     if quiet:
         return
     if resumed.crashed:
         console.warn(f"{resumed.crashed} row(s) were being sent when the last run stopped; "
                      "they are marked unknown (--retry-unknown resends them)")
     if resumed.requeued:
-        console.info(f"Resending {resumed.requeued} {' and '.join(resumed.states)} row(s).")
+        states = ' and '.join(s.replace('_', ' ') for s in resumed.states)
+        console.info(f"Resending {resumed.requeued} {states} row(s).")
+
+
+def _nothing_to_do(jr, report, json_out: bool, quiet: bool) -> bool:
+    """An unchanged broadcast already run to its end: say so in one line, even with --quiet
+    (a recurring job without --again must never do nothing silently)."""
+    from cloudchat_cli.services.broadcast import runs, service
+
+    counts = service.settled_counts(jr)
+    if counts["failed"] or counts["unknown"]:
+        return False  # the usual resume path names them and how to resend
+    last = jr.last_sent_at()
+    done = f"already sent on {runs.day(last)}" if last else "already run (nothing was sent)"
+    console.info(f"{done}: nothing to do; add --again to send it again")
+    _finish(jr, report, True, json_out, None)
+    return True
 
 
 def _show_invalid(plan) -> None:
@@ -243,7 +295,7 @@ def _show_plan(plan, counts, cfg, *, resumed: bool) -> None:
                  f"for {counts['pending']} message(s)")
 
 
-def _dry_run(info, tmpl, options, preview: int, cfg, *, skip_invalid: bool,
+def _dry_run(info, tmpl, options, preview: int, cfg, withhold, *, skip_invalid: bool,
              json_out: bool) -> None:
     """Check every row like the real run; exit 2 exactly when the real run would refuse."""
     import tempfile
@@ -255,15 +307,22 @@ def _dry_run(info, tmpl, options, preview: int, cfg, *, skip_invalid: bool,
         jr = Journal(Path(tmp) / "dry-run.sqlite3")
         try:
             planning.run_preflight(info, tmpl, options, jr)
+            # History as the real run would see it: the broadcast's journal included.
+            held = withhold(jr, fresh=True, current=None)
             plan = planning.summarise(jr)
             counts = jr.counts()
             shown = jr.preview(preview)
             if json_out:
-                console.print_json(planning.plan_json(
+                data = planning.plan_json(
                     plan, counts, cfg, info, preview=shown, skip_invalid=skip_invalid,
-                    invalid=planning.invalid_rows(jr, options)))
+                    invalid=planning.invalid_rows(jr, options))
+                data["withheld"] = {
+                    "already_sent": held.already_sent, "last_sent_at": held.last_sent_at,
+                    "again": held.again, "opted_out": held.opted_out, "excluded": held.excluded}
+                console.print_json(data)
             else:
                 _show_plan(plan, counts, cfg, resumed=False)
+                broadcast_runs.show_withheld(held, counts)
                 if plan.invalid:
                     _show_invalid(plan)
                 _show_preview(shown)
@@ -381,8 +440,9 @@ def service_report(jr, report: Path, quiet: bool) -> None:
 
 def _finish(jr, report, quiet, json_out, result) -> None:
     from cloudchat_cli.core.errors import CloudChatError, ExitCode, Interrupted
-    from cloudchat_cli.services.broadcast import service
+    from cloudchat_cli.services.broadcast import runs, service
 
+    runs.after_run(jr)
     if report is not None:
         service_report(jr, report, quiet)
     counts = service.settled_counts(jr)
@@ -395,6 +455,7 @@ def _finish(jr, report, quiet, json_out, result) -> None:
     line = (f"{counts['sent']} sent, {counts['failed']} failed, {counts['unknown']} unknown, "
             f"{counts['pending']} pending, {counts['invalid']} invalid, "
             f"{counts['skipped']} skipped")
+    line += "".join(f", {counts[s]} {s.replace('_', ' ')}" for s in runs.WITHHELD if counts[s])
     if not quiet or (bad or counts["pending"]):
         _summary(counts, line, quiet)
     if result is not None and result.fatal is not None:
@@ -426,51 +487,12 @@ def _summary(counts, line, quiet: bool) -> None:
     table = Table(title="Broadcast", box=None, pad_edge=False, title_justify="left")
     table.add_column("status")
     table.add_column("rows", justify="right")
-    for state in ("sent", "failed", "unknown", "pending", "invalid", "skipped"):
+    for state in ("sent", "failed", "unknown", "pending", "invalid", "skipped", "already_sent",
+                  "opted_out", "excluded"):
         if counts[state] or state == "sent":
             table.add_row(state, str(counts[state]))
     console.err().print(table)
 
 
-@app.command("status")
-def status(
-    journal: Path | None = typer.Argument(
-        None, help="A journal file (default: list recent broadcasts).", show_default=False),
-    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
-) -> None:
-    """Show the counts of a broadcast, finished or not."""
-    from cloudchat_cli.core.errors import UsageError
-    from cloudchat_cli.services.broadcast import service
-    from cloudchat_cli.services.broadcast.journal import Journal
-    from cloudchat_cli.services.broadcast.lock import holder
-
-    if journal is not None and not journal.is_file():
-        raise UsageError(f"no journal at {journal}")
-    paths = [journal] if journal else service.list_journals()
-    items = []
-    for path in paths[:20]:
-        running = holder(path)
-        jr = Journal(path)
-        try:
-            meta = jr.meta()
-            counts = jr.counts() if running else {**service.settled_counts(jr), "sending": 0}
-            items.append({"journal": str(path), "csv": meta.get("csv_path"), **counts,
-                          "running_pid": running})
-        finally:
-            jr.close()
-    if json_out:
-        console.print_json(items if journal is None else items[0])
-        return
-    if not items:
-        console.info("No broadcasts yet.")
-        return
-    for item in items:
-        running = (f"running (PID {item['running_pid']}): {item['sending']} in flight, "
-                   if item["running_pid"] else "")
-        console.out().print(
-            f"[bold]{console.escape(item['csv'] or '?')}[/bold]\n"
-            f"  {console.escape(item['journal'])}"
-            f"\n  {running}{item['sent']} sent, {item['failed']} failed, "
-            f"{item['unknown']} unknown, {item['pending']} pending, {item['invalid']} invalid, "
-            f"{item['skipped']} skipped"
-        )
+app.command("status")(broadcast_runs.status)
+app.command("discard")(broadcast_runs.discard)

@@ -55,6 +55,8 @@ def send(
     no_wait: bool = typer.Option(
         False, "--no-wait", help="Fail with exit 5 instead of waiting for a rate-limit slot."
     ),
+    ignore_optout: bool = typer.Option(
+        False, "--ignore-optout", help="Send even to a recipient on the opt-out list."),
 ) -> None:
     """Send one message (text or media) to any channel."""
     from cloudchat_cli.output.notify import Notifier
@@ -75,6 +77,10 @@ def send(
         fields=messages.parse_fields(field),
     )
     payload = messages.build_payload(spec, cfg.default_country_code)
+    if not ignore_optout:
+        from cloudchat_cli.services.optout import check_send
+
+        check_send(cfg.profile, payload, cfg.default_country_code)  # OptedOut: exit 2
     notifier = Notifier(quiet=quiet, limit=cfg.rate_limit, window=cfg.rate_window)
     client = session.client(notify=notifier)
     try:

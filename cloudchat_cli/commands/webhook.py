@@ -244,6 +244,16 @@ def _delays(text: str) -> tuple[float, ...]:
     return delays
 
 
+def _optout_hook(ctx: typer.Context, keywords: str | None):
+    if keywords is None:
+        return None
+    from cloudchat_cli.services import optout
+
+    cfg = ctx.obj.settings()
+    return optout.keyword_handler(cfg.profile, optout.parse_keywords(keywords), console.info,
+                                  default_country_code=cfg.default_country_code)
+
+
 @app.command("listen", epilog=LISTEN_EPILOG)
 def listen_cmd(
     ctx: typer.Context,
@@ -272,6 +282,10 @@ def listen_cmd(
     secret_file: list[Path] = SECRET_FILE,
     secret: str | None = NO_SECRET_ARG,
     json_out: bool = typer.Option(False, "--json", help="One JSON object per event on stdout."),
+    optout_keywords: str | None = typer.Option(
+        None, "--optout-keywords", help="Put the sender of a message that is exactly one of "
+        "these words (any case), e.g. STOP,BERHENTI, on the profile's opt-out list.",
+        show_default=False),
 ) -> None:
     """Receive CloudChat events: verify, deduplicate, show, save and forward them."""
     steady_gc()
@@ -292,7 +306,8 @@ def listen_cmd(
     config = ListenConfig(host=host, port=port, path=path, secrets=secrets,
                           verify=not no_verify, max_body=max_body, save_dir=save,
                           forward_to=forward_to, exec_cmd=exec_cmd, read_timeout=read_timeout,
-                          forward_delays=_delays(forward_retry_delays))
+                          forward_delays=_delays(forward_retry_delays),
+                          on_event=_optout_hook(ctx, optout_keywords))
     printer = DeliveryPrinter(json_out=json_out)
     try:
         listener = Listener(config, on_delivery=printer.delivery, on_notice=console.info)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from cloudchat_cli.core.errors import UsageError
 from cloudchat_cli.services.broadcast import csvsource
+from cloudchat_cli.services.broadcast.history import message_digest
 from cloudchat_cli.services.broadcast.journal import Journal
 from cloudchat_cli.services.broadcast.template import Template, parse_template
 from cloudchat_cli.services.countrycodes import country_code
@@ -107,8 +108,7 @@ def _row_message(
 
 
 def _digest(payload: dict) -> bytes:
-    key = {k: v for k, v in payload.items() if k in ("channel", "to", "text", "media", "type")}
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).digest()[:16]
+    return message_digest(payload)  # one definition: history looks these up across runs
 
 
 def run_preflight(

@@ -44,6 +44,7 @@ class ListenConfig:
     exec_cmd: str | None = None
     read_timeout: float = 10.0
     forward_delays: tuple[float, ...] = (2.0, 4.0, 8.0)
+    on_event: Callable[[dict[str, Any]], None] | None = None  # per accepted event (opt-outs)
 
 
 @dataclass
@@ -177,6 +178,8 @@ class Listener:
                 self._seen.discard(a.key)  # not saved: CloudChat's retry must be taken again
             return Delivery(a.received_at, 500, "rejected", f"could not save the event: {error}",
                             a.event, a.event_id, a.verified)
+        if self.config.on_event is not None:
+            self.config.on_event(a.event)
         if self.config.forward_to or self.config.exec_cmd:
             self._jobs.put(Job(a.key, a.body, a.headers, a.event, saved))
         return Delivery(a.received_at, 200, "accepted", "", a.event, a.event_id, a.verified,
