@@ -18,10 +18,16 @@ STRING_FIELDS = {"text", "from", "pushName", "message_id", "id", "session_id", "
 def parse_body(body: bytes) -> dict[str, Any] | None:
     """The body as a JSON object, or None when it is not one (it may still verify)."""
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_int=_int)
     except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _int(text: str) -> int | float:
+    """A JSON integer; one longer than Python converts (4,300 digits) becomes a float rather
+    than making the whole event "not JSON" (the body itself is kept byte-exact)."""
+    return int(text) if len(text) <= 4000 else float(text)
 
 
 def _text(value: Any, limit: int = 80) -> str:

@@ -193,7 +193,11 @@ class EventStore:
             record["body"] = body.decode("utf-8")
         except UnicodeDecodeError:
             record["body_base64"] = base64.b64encode(body).decode()
-        data = json.dumps(record, ensure_ascii=False).encode() + b"\n"
+        try:
+            data = json.dumps(record, ensure_ascii=False).encode()
+        except UnicodeEncodeError:  # a lone surrogate in the id: \u escapes keep it exact
+            data = json.dumps(record).encode()
+        data += b"\n"
         return PendingSave(self.dir / f"{key}.json", data, token)
 
     def save(self, key: str, body: bytes, meta: dict) -> Path:
