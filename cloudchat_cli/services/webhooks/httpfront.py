@@ -109,7 +109,7 @@ class AsyncFront:
                 with contextlib.suppress(RuntimeError):  # the loop is already gone
                     loop.call_soon_threadsafe(self._saved, batch)
 
-            self._flusher = self.listener.store.flusher(saved)
+            self._flusher = self.listener.store.flusher(saved, self.listener.on_notice)
         if threading.current_thread() is threading.main_thread():
             for sig in signals:
                 loop.add_signal_handler(sig, self._stop.set)
@@ -228,7 +228,8 @@ class AsyncFront:
             if chunked and _bare_lf_chunk_line(pending):
                 raise _Refuse(400, "malformed request: chunk size line does not end in CRLF")
             if conn.they_are_waiting_for_100_continue:
-                writer.write(conn.send(h11.InformationalResponse(status_code=100)))
+                writer.write(conn.send(h11.InformationalResponse(
+                    status_code=100, headers=[], reason=b"Continue")))
             conn.receive_data(await self._recv(reader, idle=idle and not pending))
 
     async def _recv(self, reader: asyncio.StreamReader, *, idle: bool) -> bytes:
