@@ -165,7 +165,8 @@ class AsyncFront:
     async def _serve_one(self, conn: h11.Connection, reader: asyncio.StreamReader,
                          writer: asyncio.StreamWriter, task: asyncio.Task) -> bool:
         """Read, check and answer one request; whether the connection can carry another."""
-        self._idle.add(task)
+        if not conn.trailing_data[0]:
+            self._idle.add(task)  # between requests: a stop closes the connection at once
         try:
             event = await self._next(conn, reader, writer, idle=True)
         finally:
@@ -236,7 +237,10 @@ class AsyncFront:
             if conn.they_are_waiting_for_100_continue:
                 writer.write(conn.send(h11.InformationalResponse(
                     status_code=100, headers=[], reason=b"Continue")))
-            conn.receive_data(await self._recv(reader, idle=idle and not pending))
+            data = await self._recv(reader, idle=idle and not pending)
+            if idle and data:  # a request has begun: a stop now waits for its answer
+                self._idle.discard(asyncio.current_task())
+            conn.receive_data(data)
 
     async def _recv(self, reader: asyncio.StreamReader, *, idle: bool) -> bytes:
         try:
