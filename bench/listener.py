@@ -6,6 +6,8 @@ one sender; 50 concurrent senders opening one connection per delivery (as CloudC
 50 keep-alive senders, each sending its deliveries one after another on one connection.
 Latency is measured per delivery from connect (or, on a kept-alive connection, from the
 first byte sent) to the last byte of the answer. Requests are built before the clock starts.
+The listener's CPU time per delivery (user + system, from /proc) is much steadier than the
+throughput on a shared machine, where the disk's fsync rate swings from minute to minute.
 
     python bench/listener.py                           # 2,000 deliveries per row
     python bench/listener.py --deliveries 500          # quicker
@@ -85,14 +87,15 @@ class KeptAlive:
         self.sock.close()
 
 
-def start(tmp: Path, code: Path | None) -> tuple[subprocess.Popen, str, int]:
+def start(tmp: Path, code: Path | None, save: bool = True
+          ) -> tuple[subprocess.Popen, str, int]:
     env = {**os.environ, "CLOUDCHAT_WEBHOOK_SECRET": SECRET, "CLOUDCHAT_NO_KEYRING": "1",
            "CLOUDCHAT_CONFIG_DIR": str(tmp / "cfg"), "CLOUDCHAT_STATE_DIR": str(tmp / "state")}
     if code is not None:  # another checkout's cloudchat_cli, imported before the installed one
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
         [sys.executable, "-m", "cloudchat_cli", "webhook", "listen", "--port", "0",
-         "--path", "/webhook", "--save", str(tmp / "events"), "--json"],
+         "--path", "/webhook", "--json", *(["--save", str(tmp / "events")] if save else [])],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     line = proc.stderr.readline()
     url = line.split("Listening on ", 1)[1].split(" ")[0]
@@ -100,7 +103,19 @@ def start(tmp: Path, code: Path | None) -> tuple[subprocess.Popen, str, int]:
     return proc, host, int(port)
 
 
-def run(host: str, port: int, senders: int, total: int, offset: int, keep_alive: bool) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(host: str, port: int, senders: int, total: int, offset: int, keep_alive: bool,
+        pid: int = 0) -> dict:
+    cpu_before = cpu_seconds(pid)
     latencies: list[float] = []
     statuses: list[int] = []
     lock = threading.Lock()
@@ -130,19 +145,21 @@ def run(host: str, port: int, senders: int, total: int, offset: int, keep_alive:
             "deliveries": len(latencies), "ok": statuses.count(200),
             "p50": statistics.median(latencies) * 1000,
             "p99": latencies[max(int(len(latencies) * 0.99) - 1, 0)] * 1000,
-            "max": latencies[-1] * 1000, "throughput": len(latencies) / wall}
+            "max": latencies[-1] * 1000, "throughput": len(latencies) / wall,
+            "cpu_us": (cpu_seconds(pid) - cpu_before) / len(latencies) * 1e6}
 
 
 def measure(deliveries: int, senders: int, *, code: Path | None = None,
-            keep_alive: bool = True, offset: int = 0) -> list[dict]:
+            keep_alive: bool = True, offset: int = 0, save: bool = True) -> list[dict]:
     """Run one listener; rows for 1 sender, ``senders`` per delivery, ``senders`` kept alive."""
     with tempfile.TemporaryDirectory() as tmp:
-        proc, host, port = start(Path(tmp), code)
+        proc, host, port = start(Path(tmp), code, save)
         try:
-            rows = [run(host, port, 1, 200, offset + 10**6, False),
-                    run(host, port, senders, deliveries, offset, False)]
+            rows = [run(host, port, 1, 200, offset + 10**6, False, proc.pid),
+                    run(host, port, senders, deliveries, offset, False, proc.pid)]
             if keep_alive:
-                rows.append(run(host, port, senders, deliveries, offset + 2 * 10**6, True))
+                rows.append(run(host, port, senders, deliveries, offset + 2 * 10**6, True,
+                                proc.pid))
         finally:
             proc.terminate()
             proc.wait()
@@ -159,6 +176,8 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=2000)
     parser.add_argument("--senders", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per code")
+    parser.add_argument("--no-save", action="store_true", help="without --save: the HTTP "
+                        "path alone, no disk")
     parser.add_argument("--baseline", type=Path, help="a checkout of other code to compare "
                         "(only its rows without keep-alive, if it has none)")
     args = parser.parse_args()
@@ -170,14 +189,16 @@ def main() -> None:
     for r in range(args.rounds):
         for name, code in codes:  # interleaved, so drift in the machine's load hits both
             results[name].append(measure(args.deliveries, args.senders, code=code,
-                                         keep_alive=code is None, offset=r * 10**7))
+                                         keep_alive=code is None, offset=r * 10**7,
+                                         save=not args.no_save))
     load_after = os.getloadavg()
-    print("Listener with --save (fsync before each 200), deliveries over loopback; median "
+    what = "without --save" if args.no_save else "with --save (fsync before each 200)"
+    print(f"Listener {what}, deliveries over loopback; median "
           f"round of {args.rounds}; load average {load_before[0]:.2f} before, "
           f"{load_after[0]:.2f} after ({os.cpu_count()} CPUs)\n")
     print("| code | senders | connections | deliveries | 200s | p50 ack | p99 ack | max "
-          "| throughput | target |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| throughput | listener CPU per delivery | target |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     targets = {(1, "per delivery"): "p99 < 2 ms", (args.senders, "per delivery"): "p99 < 50 ms",
                (args.senders, "keep-alive"): "p99 < 25 ms, ≥ 2× per delivery"}
     medians: dict[tuple[str, str, int], dict] = {}
@@ -188,7 +209,8 @@ def main() -> None:
             medians[(name, r["mode"], r["senders"])] = r
             print(f"| {name} | {r['senders']} | {r['mode']} | {r['deliveries']} | {r['ok']} "
                   f"| {r['p50']:.1f} ms | {r['p99']:.1f} ms | {r['max']:.1f} ms "
-                  f"| {r['throughput']:.0f}/s | {targets.get((r['senders'], r['mode']), '')} |")
+                  f"| {r['throughput']:.0f}/s | {r['cpu_us']:.0f} µs "
+                  f"| {targets.get((r['senders'], r['mode']), '')} |")
     this_a = medians[("this", "per delivery", args.senders)]
     this_b = medians[("this", "keep-alive", args.senders)]
     print(f"\nkeep-alive / per delivery throughput: "

@@ -245,6 +245,16 @@ def test_pipelined_requests_are_answered_in_order(start):
     assert [lis.event()["id"] for _ in range(3)] == ["evt_p1", "evt_p2", "evt_p1"]
 
 
+def test_an_upgrade_request_is_answered_and_the_connection_closed(start):
+    lis = start()
+    body = event_body("evt_upgrade")
+    got = exchange(lis, signed(body, extra="Connection: Upgrade\r\nUpgrade: websocket\r\n")
+                   + signed(event_body("evt_never_read")))
+    assert [(s, h.get("connection"), b) for s, h, b in got] == [
+        (200, "close", {"status": "ok"})]
+    assert lis.event()["id"] == "evt_upgrade"
+
+
 def test_keep_alive_connection_serves_one_request_after_another(start):
     lis = start()
     with socket.create_connection(address(lis), timeout=30) as sock:

@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING
 
 import h11
 
+from cloudchat_cli.services.webhooks.outcomes import Accepted, Delivery
 from cloudchat_cli.services.webhooks.rawrequest import RequestHead, describe, head_of
 
 if TYPE_CHECKING:
-    from cloudchat_cli.services.webhooks.listener import Delivery, Listener
+    from cloudchat_cli.services.webhooks.listener import Listener
     from cloudchat_cli.services.webhooks.store import Flusher, PendingSave
 
 MAX_HEADER_BYTES = 64 * 1024
@@ -219,6 +220,8 @@ class AsyncFront:
                 parts.append(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 return b"".join(parts)
+            else:  # pragma: no cover - h11 pauses only after a message: never spin on it
+                raise _Refuse(400, f"malformed request: unexpected {type(event).__name__}")
 
     async def _next(self, conn: h11.Connection, reader: asyncio.StreamReader,
                     writer: asyncio.StreamWriter, *, idle: bool = False,
@@ -255,8 +258,6 @@ class AsyncFront:
     # --- answers -----------------------------------------------------------------------------
 
     async def _deliver(self, body: bytes, headers: dict[str, str]) -> Delivery:
-        from cloudchat_cli.services.webhooks.listener import Accepted
-
         listener = self.listener
         if len(body) <= CHECK_ON_LOOP:
             checked = listener.check(body, headers)
@@ -277,8 +278,6 @@ class AsyncFront:
             return listener.failed(checked, exc)
 
     def _report(self, status: int, reason: str) -> None:
-        from cloudchat_cli.services.webhooks.listener import Delivery
-
         self.listener.shown(Delivery(time.time(), status, "rejected", reason))
 
     async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

@@ -25,6 +25,7 @@ from cloudchat_cli.core.errors import CloudChatError
 from cloudchat_cli.services.webhooks import events
 from cloudchat_cli.services.webhooks.delivery import deliver
 from cloudchat_cli.services.webhooks.httpfront import AsyncFront, bind
+from cloudchat_cli.services.webhooks.outcomes import Accepted, Delivery
 from cloudchat_cli.services.webhooks.signature import (
     HEADER,
     SignatureFormatError,
@@ -50,34 +51,6 @@ class ListenConfig:
     exec_cmd: str | None = None
     read_timeout: float = 10.0
     forward_delays: tuple[float, ...] = (2.0, 4.0, 8.0)
-
-
-@dataclass
-class Delivery:
-    """What happened to one request, for display."""
-
-    received_at: float
-    status: int
-    outcome: str  # accepted | duplicate | rejected
-    reason: str = ""  # what the sender is told (no local paths)
-    event: dict[str, Any] | None = None
-    event_id: str | None = None
-    verified: bool = False
-    saved: Path | None = None
-    detail: str = ""  # what only the person running the listener is told (stderr)
-
-
-@dataclass
-class Accepted:
-    """A verified, new event on its way to being saved and acknowledged."""
-
-    received_at: float
-    key: str
-    body: bytes
-    headers: dict[str, str]
-    event: dict[str, Any]
-    event_id: str | None
-    verified: bool
 
 
 @dataclass
