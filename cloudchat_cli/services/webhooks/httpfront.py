@@ -86,22 +86,30 @@ class AsyncFront:
         self._tasks: set[asyncio.Task] = set()
         self._idle: set[asyncio.Task] = set()  # keep-alive connections between requests
         self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def port(self) -> int:
         return self.sock.getsockname()[1]
 
+    def stop(self) -> None:
+        """Stop serving, from any thread: what SIGINT/SIGTERM do."""
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            loop.call_soon_threadsafe(stop.set)
+
     def run(self) -> None:
         signals = (signal.SIGINT, signal.SIGTERM)
-        previous = {s: signal.getsignal(s) for s in signals}
+        main = threading.current_thread() is threading.main_thread()
+        previous = {s: signal.getsignal(s) for s in signals} if main else {}
         try:
             asyncio.run(self._main(signals))
         finally:
-            for sig, handler in previous.items():
+            for sig, handler in previous.items():  # only the main thread handles signals
                 signal.signal(sig, handler)
 
     async def _main(self, signals: tuple[int, ...]) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         if self.listener.store is not None:
             def saved(batch: list[PendingSave]) -> None:
