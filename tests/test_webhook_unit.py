@@ -15,6 +15,7 @@ import pytest
 from cloudchat_cli.core.errors import UsageError
 from cloudchat_cli.output.webhooks import json_line
 from cloudchat_cli.services.webhooks import events
+from cloudchat_cli.services.webhooks import store as store_module
 from cloudchat_cli.services.webhooks.rawrequest import RawRequestError, parse_raw_request
 from cloudchat_cli.services.webhooks.signature import (
     SignatureFormatError,
@@ -310,3 +311,29 @@ def test_json_line_of_an_event_nested_too_deep_for_the_encoder():
 def test_huge_integers_do_not_make_an_event_not_json():
     event = events.parse_body(b'{"id":"evt_big","n":' + b"7" * 5000 + b"}")
     assert event is not None and event["id"] == "evt_big"
+
+
+def test_flusher_survives_a_bug_in_a_batch(tmp_path, monkeypatch):
+    store = EventStore(tmp_path)
+    done: list[list[PendingSave]] = []
+    calls = {"n": 0}
+    real = store_module.write_batch
+
+    def flaky(directory, batch):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise TypeError("a bug")
+        return real(directory, batch)
+
+    monkeypatch.setattr(store_module, "write_batch", flaky)
+    flusher = store.flusher(done.append)
+    first = store.pending("k1", b"{}", {})
+    flusher.submit(first)
+    flusher.close()
+    flusher = store.flusher(done.append)
+    second = store.pending("k2", b"{}", {})
+    flusher.submit(second)
+    flusher.close()
+    assert isinstance(first.error, OSError) and "a bug" in str(first.error)
+    assert second.error is None and store.keys() == {"k2"}
+    assert len(done) == 2  # every batch is reported back, failed or not

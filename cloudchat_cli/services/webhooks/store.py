@@ -178,8 +178,12 @@ class Flusher:
                     stopping = True
                     break
                 batch.append(item)
-            if write_batch(self.dir, batch):
-                self.on_notice(f"{self.dir} had been removed: created it again")
+            try:
+                if write_batch(self.dir, batch):
+                    self.on_notice(f"{self.dir} had been removed: created it again")
+            except Exception as exc:  # a bug must fail this batch, not every later save
+                for item in batch:
+                    item.error = item.error or OSError(f"internal error: {exc!r}")
             self.on_done(batch)
 
 
