@@ -14,6 +14,8 @@ import subprocess
 import h11
 import httpx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cloudchat_cli.services.webhooks.signature import sign
 from cloudchat_cli.services.webhooks.store import EventStore
@@ -71,7 +73,10 @@ def responses(sock: socket.socket, count: int | None = None) -> list[tuple[int, 
     while count is None or len(got) < count:
         event = conn.next_event()
         if event is h11.NEED_DATA:
-            conn.receive_data(sock.recv(65536))
+            data = sock.recv(65536)
+            if not data and current is None:
+                break  # closed between answers (after a keep-alive answer: nothing more)
+            conn.receive_data(data)
         elif isinstance(event, h11.InformationalResponse):
             got.append((event.status_code, {}, {}))
         elif isinstance(event, h11.Response):
@@ -80,7 +85,7 @@ def responses(sock: socket.socket, count: int | None = None) -> list[tuple[int, 
             body += event.data
         elif isinstance(event, h11.EndOfMessage):
             got.append((*current, json.loads(body)))
-            body = b""
+            body, current = b"", None
             if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
                 break
             # keep reading the next pipelined answer as if we had sent another request
@@ -348,3 +353,45 @@ def test_gets_and_wrong_paths_on_a_keep_alive_client(start):
         body = event_body("evt_ok")
         assert client.post(lis.url, content=body, headers={
             "X-CloudChat-Signature": sign(SECRET, body)}).status_code == 200
+
+
+# --- property: mangled requests are all answered -----------------------------------------------
+
+VALID = signed(event_body("evt_fuzz"), extra="Transfer-Encoding: chunked\r\n", length=False)
+VALID_CHUNKED = VALID + b"%x\r\n%s\r\n0\r\n\r\n" % (len(event_body("evt_fuzz")),
+                                                    event_body("evt_fuzz"))
+VALID_LENGTH = signed(event_body("evt_fuzz"))
+ANSWERS = {100, 200, 400, 401, 404, 405, 413, 431}
+
+
+@st.composite
+def mangled(draw) -> bytes:
+    data = bytearray(draw(st.sampled_from([VALID_CHUNKED, VALID_LENGTH])))
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(data)))
+        junk = draw(st.sampled_from([b"\r\n", b"\n", b"\r", b":", b" ", b"0", b"f", b"x",
+                                     b"\x00", b"\xff", b"-", b"+", b";", b"\r\n\r\n", b"",
+                                     "²".encode()]))
+        cut = draw(st.integers(0, 3))
+        data[at:at + cut] = junk
+    return bytes(data)
+
+
+@pytest.fixture(scope="module")
+def fuzz_listener(tmp_path_factory):
+    from .conftest import base_env
+
+    tmp = tmp_path_factory.mktemp("fuzz-listener")
+    lis = Listener({**base_env(tmp), "CLOUDCHAT_WEBHOOK_SECRET": SECRET}, "--max-body", "4096")
+    yield lis
+    assert lis.stop() == 0
+    assert "Traceback" not in "".join(lis.errors.queue)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(raw=mangled())
+def test_mangled_requests_are_always_answered(fuzz_listener, raw):
+    got = exchange(fuzz_listener, raw, shut=True)
+    assert got, f"no answer to {raw!r}"
+    assert {status for status, _, _ in got} <= ANSWERS, got
+    assert got[-1][0] in ANSWERS - {100}
