@@ -220,8 +220,15 @@ def main() -> None:
         each = [t[1]["throughput"] / b[1]["throughput"]
                 for t, b in zip(results["this"], results["baseline"], strict=True)]
         print(f"this / baseline throughput, {args.senders} senders per delivery: "
-              f"{this_a['throughput'] / base_a['throughput']:.3f} (rounds: "
+              f"{this_a['throughput'] / base_a['throughput']:.3f} between the median rounds; "
+              f"median of the per-round ratios {statistics.median(each):.3f} (rounds: "
               f"{', '.join(f'{x:.3f}' for x in each)})")
+        cpu = [t[1]["cpu_us"] / b[1]["cpu_us"]
+               for t, b in zip(results["this"], results["baseline"], strict=True)
+               if b[1]["cpu_us"]]
+        if cpu:
+            print(f"this / baseline listener CPU per delivery, {args.senders} senders per "
+                  f"delivery: median of the per-round ratios {statistics.median(cpu):.3f}")
 
 if __name__ == "__main__":
     main()
