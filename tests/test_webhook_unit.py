@@ -337,3 +337,23 @@ def test_flusher_survives_a_bug_in_a_batch(tmp_path, monkeypatch):
     assert isinstance(first.error, OSError) and "a bug" in str(first.error)
     assert second.error is None and store.keys() == {"k2"}
     assert len(done) == 2  # every batch is reported back, failed or not
+
+
+def test_an_event_parsed_near_the_recursion_limit_still_prints(tmp_path):
+    import sys
+
+    def deepest_parsable() -> dict:
+        depth = sys.getrecursionlimit()
+        while (event := events.parse_body(b'{"id":"x","data":{"text":' + b"[" * depth
+                                          + b"]" * depth + b"}}")) is None:
+            depth -= 10
+        return event
+
+    event = deepest_parsable()
+
+    def at_depth(n: int):  # the listener prints from further down the stack than it parsed
+        return at_depth(n - 1) if n else (json_line({"event": event}),
+                                          events.summary_line(event))
+
+    line, summary = at_depth(60)
+    assert json.loads(line)["event"]["id"] == "x" and "[x]" in summary

@@ -60,7 +60,7 @@ def json_line(record: dict) -> str:
     except (ValueError, RecursionError):
         event = record.get("event")
         record = {**record, "event": events.summary(event) if isinstance(event, dict) else None,
-                  "event_truncated": True}
+                  "event_truncated": True}  # summary() never raises: short strings only
         text = json.dumps(record, ensure_ascii=False, allow_nan=False)
     try:
         text.encode("utf-8")

@@ -31,7 +31,12 @@ def _int(text: str) -> int | float:
 
 
 def _text(value: Any, limit: int = 80) -> str:
-    return one_line(str(value), limit) if value not in (None, "") else ""
+    if value in (None, ""):
+        return ""
+    try:
+        return one_line(str(value), limit)
+    except RecursionError:  # nested deeper than str() goes from here: parsed, not showable
+        return "(deeply nested)"
 
 
 def summary(event: dict[str, Any] | None) -> dict[str, str]:
