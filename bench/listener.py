@@ -166,6 +166,19 @@ def measure(deliveries: int, senders: int, *, code: Path | None = None,
     return rows
 
 
+def pressure() -> str:
+    """How contended the machine is (Linux PSI: % of time some task waited), for the header."""
+    parts = []
+    for what in ("cpu", "io"):
+        try:
+            with open(f"/proc/pressure/{what}") as fh:
+                some = fh.readline().split()[2].split("=")[1]
+        except (OSError, IndexError):
+            continue
+        parts.append(f"{what} {some} %")
+    return ", ".join(parts) or "n/a"
+
+
 def _median_row(rows: list[dict]) -> dict:
     """The round with the median throughput (its latencies with it: they come together)."""
     return sorted(rows, key=lambda r: r["throughput"])[len(rows) // 2]
@@ -184,18 +197,19 @@ def main() -> None:
     codes: list[tuple[str, Path | None]] = [("this", None)]
     if args.baseline:
         codes.insert(0, ("baseline", args.baseline))
-    load_before = os.getloadavg()
+    load_before, pressure_before = os.getloadavg(), pressure()
     results: dict[str, list[list[dict]]] = {name: [] for name, _ in codes}
     for r in range(args.rounds):
         for name, code in codes:  # interleaved, so drift in the machine's load hits both
             results[name].append(measure(args.deliveries, args.senders, code=code,
                                          keep_alive=code is None, offset=r * 10**7,
                                          save=not args.no_save))
-    load_after = os.getloadavg()
+    load_after, pressure_after = os.getloadavg(), pressure()
     what = "without --save" if args.no_save else "with --save (fsync before each 200)"
     print(f"Listener {what}, deliveries over loopback; median "
           f"round of {args.rounds}; load average {load_before[0]:.2f} before, "
-          f"{load_after[0]:.2f} after ({os.cpu_count()} CPUs)\n")
+          f"{load_after[0]:.2f} after ({os.cpu_count()} CPUs); pressure (10 s) "
+          f"{pressure_before} before, {pressure_after} after\n")
     print("| code | senders | connections | deliveries | 200s | p50 ack | p99 ack | max "
           "| throughput | listener CPU per delivery | target |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
