@@ -200,7 +200,11 @@ def main() -> None:
     load_before, pressure_before = os.getloadavg(), pressure()
     results: dict[str, list[list[dict]]] = {name: [] for name, _ in codes}
     for r in range(args.rounds):
-        for name, code in codes:  # interleaved, so drift in the machine's load hits both
+        # interleaved, so drift in the machine's load hits both, and in alternating order
+        # (ABBA), so neither always follows the other's cleanup
+        for name, code in (codes if r % 2 == 0 else codes[::-1]):
+            if hasattr(os, "sync"):
+                os.sync()  # the previous run's writes and deletions are not billed to this one
             results[name].append(measure(args.deliveries, args.senders, code=code,
                                          keep_alive=code is None, offset=r * 10**7,
                                          save=not args.no_save))
