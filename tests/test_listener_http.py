@@ -328,6 +328,18 @@ def test_framing_errors_are_answered(start, raw, status, reason):
     assert lis.post(event_body("evt_after")).status_code == 200  # the listener is fine
 
 
+@pytest.mark.parametrize(("extra", "status"), [(0, 200), (1, 413)])
+def test_max_body_counts_the_decoded_chunked_body(start, extra, status):
+    lis = start("--max-body", "1000")
+    body = event_body("evt_limit", text="x" * (1000 + extra - len(event_body("evt_limit", ""))))
+    assert len(body) == 1000 + extra
+    pieces = [body[i:i + 64] for i in range(0, len(body), 64)]  # framing adds ~6 bytes each
+    data = signed_head(body, extra="Transfer-Encoding: chunked\r\n", length=False) + b"".join(
+        b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+    (got,) = exchange(lis, data, shut=True)
+    assert got[0] == status
+
+
 def test_a_client_stalling_mid_request_gets_408(start):
     lis = start("--read-timeout", "0.2")
     with socket.create_connection(address(lis), timeout=30) as sock:
