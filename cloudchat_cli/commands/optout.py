@@ -13,7 +13,7 @@ from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
 
-  cloudchat optout add 6281234567890 --note "replied STOP"
+  cloudchat optout add 6281234567801 --note "replied STOP"
   cloudchat optout add @alice --channel tg
   cloudchat optout list --json
   cloudchat optout import berhenti.csv          a CSV with a 'to' column, or one per line
