@@ -11,15 +11,16 @@ from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
 
-  cloudchat webhook listen --save ~/cloudchat-events      # one listener for every broadcast
-  cloudchat broadcast track customers.csv --events ~/cloudchat-events
-  cloudchat broadcast track customers.csv --events ~/cloudchat-events --follow
-  cloudchat broadcast track customers.csv --events ~/cloudchat-events --report hasil.csv
-  cloudchat broadcast track --journal old.sqlite3 --events ~/cloudchat-events --json | jq .
+  cloudchat webhook listen --save events   # one listener, all broadcasts (keep it running)
+  cloudchat broadcast customers.csv -t "Halo {name}" --yes
+  cloudchat broadcast track customers.csv --events events
+  cloudchat broadcast track customers.csv --events events --report hasil.csv --stale 30m
+  cloudchat broadcast track customers.csv --events events --json | jq .read
 
-Reads only files it has not read before (the results are kept in the broadcast's journal).
-Exit 0 (also when --follow is stopped with Ctrl-C: the results so far are saved), 2 for a
-missing journal or events directory.
+Each run reads only the event files it has not read before (results are kept in the
+broadcast's journal). With --follow it keeps reading as events arrive, until every message is
+read or failed, or Ctrl-C. Exit 0 (also when --follow is stopped with Ctrl-C: what was read is
+saved), 2 for a missing journal or events directory.
 """
 
 
