@@ -263,3 +263,13 @@ def test_parse_duration(text, seconds):
 def test_parse_duration_refuses(text):
     with pytest.raises(UsageError, match="--stale"):
         tracking.parse_duration(text)
+
+
+def test_hostile_text_in_events_and_file_names_is_made_printable(setup):
+    tracker, ev, d, warnings = setup
+    ev.status("msg_a", "failed", T0, "\x1b[31mred\x1b[0m\nline\x07")
+    (d / "evil\x1b[2J.json").write_text("nope\n")
+    tracker.scan(d)
+    assert tracker.summary(3600)["failure_reasons"] == [
+        {"reason": "?[31mred?[0m line?", "count": 1}]
+    assert len(warnings) == 1 and "\x1b" not in warnings[0] and "evil?[2J.json" in warnings[0]

@@ -32,6 +32,13 @@ NO_REASON = "(no reason given)"
 TRACK_COLUMNS = ["delivery", "sent_at", "delivered_at", "read_at", "failed_at",
                  "delivery_error"]
 BATCH = 2000
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Text from a file or an event, safe to print: control characters (ANSI escapes too) become
+    ``?``, runs of whitespace one space."""
+    return _CONTROL.sub("?", " ".join(text.split()))
 
 # A row's status is "furthest": the highest rank seen. A time is the first seen for that status.
 _APPLY = """
@@ -139,7 +146,7 @@ def status_of(body: bytes) -> tuple[str, int, float | None, str | None] | None:
     if at is not None and not (0 < at < 1e11):  # seconds; NaN fails too
         at = None
     error = data.get("error")
-    error = " ".join(error.split())[:500] if isinstance(error, str) and error.strip() else None
+    error = printable(error)[:500] if isinstance(error, str) and error.strip() else None
     return message_id, RANKS[status], at, error
 
 
@@ -218,14 +225,15 @@ class Tracker:
                     continue
                 found = status_of(saved.body)
             except NotSavedEvent as exc:
-                self.warn(f"{path}: skipped, {exc}")
+                self.warn(f"{printable(str(path))}: skipped, {exc}")
                 scan.refused += 1
                 parsed.refused += 1
                 parsed.files.append((name, size, mtime_ns))  # not again unless it changes
                 continue
             except OSError as exc:
                 if not isinstance(exc, FileNotFoundError):
-                    self.warn(f"{path}: skipped, cannot read it ({exc.strerror})")
+                    self.warn(f"{printable(str(path))}: skipped, cannot read it "
+                              f"({exc.strerror})")
                     scan.refused += 1
                 continue
             parsed.files.append((name, size, mtime_ns))
