@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import pty
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -18,6 +21,7 @@ from . import test_e2e_webhook
 from .conftest import cloudchat_exe, run_cli
 from .test_e2e_broadcast import TEMPLATE, bc_env
 from .test_e2e_broadcast_history import _interrupted_run
+from .test_tracking_unit import FIXTURES, Events
 
 wenv = test_e2e_webhook.wenv  # fixtures: a webhook secret in the env, live listeners
 listener_factory = test_e2e_webhook.listener_factory
@@ -190,8 +194,6 @@ def test_a_journal_of_the_previous_version_is_tracked_and_still_resumes(tmp_path
     ids = [r[0] for r in db.execute("SELECT message_id FROM rows WHERE state = 'sent'")]
     db.close()
     events = tmp_path / "events"
-    from .test_tracking_unit import Events
-
     store = Events(events)
     store.status(ids[0], "read", int(time.time()))
     got = track(journal, events, wenv, "--json")
@@ -221,3 +223,36 @@ def test_track_usage_errors(tmp_path, env):
                   "--events", str(events), env=env)
     assert bad.returncode == 2 and "not a broadcast journal" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_follow_on_a_terminal_draws_the_funnel_and_ends_when_all_are_final(tmp_path, env):
+    journal = tmp_path / "v1.sqlite3"  # a journal of the previous version, as it was shipped
+    shutil.copy(FIXTURES / "journal-v1.sqlite3", journal)
+    db = sqlite3.connect(journal)
+    ids = [r[0] for r in db.execute("SELECT message_id FROM rows ORDER BY row")]
+    db.close()
+    store = Events(tmp_path / "events")
+    for mid in ids[:3]:
+        store.status(mid, "read", 1_800_000_000)
+    store.status(ids[3], "failed", 1_800_000_000, "blocked")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [cloudchat_exe(), "broadcast", "track", "--journal", str(journal), "--events",
+         str(tmp_path / "events"), "--follow", "--interval", "0.05"],
+        env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.wait(30)
+    os.close(master)
+    text = seen.decode("utf-8", "replace")
+    assert proc.returncode == 0, text
+    assert "Delivery funnel: 4 accepted" in text and "█" in text and "75.0%" in text
+    assert "blocked" in text and "\x1b[" in text  # colour on a terminal

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 import sqlite3
@@ -273,3 +274,55 @@ def test_hostile_text_in_events_and_file_names_is_made_printable(setup):
     assert tracker.summary(3600)["failure_reasons"] == [
         {"reason": "?[31mred?[0m line?", "count": 1}]
     assert len(warnings) == 1 and "\x1b" not in warnings[0] and "evil?[2J.json" in warnings[0]
+
+
+def _render(summary) -> str:
+    from rich.console import Console
+
+    from cloudchat_cli.output import funnel
+
+    console = Console(width=100, record=True, color_system=None, file=io.StringIO())
+    console.print(funnel.renderable(summary))
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines())
+
+
+def test_the_funnel_on_a_terminal_bars_percentages_channels_reasons_stale(setup):
+    tracker, ev, d, _ = setup
+    ev.status("msg_a", "read", T0 + 9)
+    ev.status("msg_a", "delivered", T0 + 4)
+    ev.status("msg_b", "failed", T0, "blocked")
+    ev.status("msg_d", "delivered", T0 + 2)
+    tracker.scan(d)
+    text = _render(tracker.summary(3600))
+    lines = text.splitlines()
+    assert lines[0] == "Delivery funnel: 4 accepted"
+    assert lines[1].split()[:2] == ["accepted", "4"] and lines[1].endswith("100.0%")
+    assert "█" in lines[1] and lines[2].split()[:2] == ["delivered", "2"]
+    assert lines[2].endswith("50.0%") and lines[4].split()[-1] == "25.0%"  # failed
+    assert "telegram" in lines and "whatsapp" in lines  # one block per channel
+    assert "1  blocked" in text and "row 4  6281000000003  whatsapp" in text
+    assert "delivered → read   5.0 s" in text
+    single = dict(tracker.summary(3600), channels={"whatsapp": {}})
+    assert "whatsapp" not in _render(single).splitlines()
+
+
+def test_plain_lines_when_piped(setup):
+    from cloudchat_cli.output import funnel
+
+    tracker, ev, d, _ = setup
+    ev.status("msg_a", "delivered", T0 + 4)
+    tracker.scan(d)
+    lines = funnel.plain_lines(tracker.summary(3600))
+    assert lines[:5] == ["accepted: 4", "delivered: 1 (25.0%)", "read: 0 (0.0%)",
+                         "failed: 0 (0.0%)", "no status yet: 3 (75.0%)"]
+    assert "stale: 3 row(s) with no status 1 h 00 min after sending" in lines
+    assert funnel.progress_line(tracker.summary(3600)) == (
+        "accepted 4, delivered 1, read 0, failed 0, no status yet 3")
+
+
+@pytest.mark.parametrize("value,text", [(None, "—"), (0.42, "0.4 s"), (12.4, "12 s"),
+                                        (185, "3 min 05 s"), (7620, "2 h 07 min")])
+def test_durations_for_people(value, text):
+    from cloudchat_cli.output import funnel
+
+    assert funnel.seconds(value) == text
