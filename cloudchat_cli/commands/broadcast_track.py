@@ -11,15 +11,15 @@ from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
 
-  cloudchat webhook listen --save events   # one listener, all broadcasts (keep it running)
+  cloudchat webhook listen --save events   # one listener, every broadcast
   cloudchat broadcast customers.csv -t "Halo {name}" --yes
   cloudchat broadcast track customers.csv --events events
-  cloudchat broadcast track customers.csv --events events --report hasil.csv --stale 30m
+  cloudchat broadcast track customers.csv --events events --report hasil.csv
   cloudchat broadcast track customers.csv --events events --json | jq .read
 
-Each run reads only the event files it has not read before (results are kept in the
-broadcast's journal). With --follow it keeps reading as events arrive, until every message is
-read or failed, or Ctrl-C. Exit 0 (also when --follow is stopped with Ctrl-C: what was read is
+Each run reads only the event files it has not read before (the results are kept in the \
+broadcast's journal). With --follow it keeps reading as events arrive, until every message is \
+read or failed, or Ctrl-C. Exit 0 (also when --follow is stopped with Ctrl-C: what was read is \
 saved), 2 for a missing journal or events directory.
 """
 
