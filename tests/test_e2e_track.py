@@ -256,3 +256,14 @@ def test_follow_on_a_terminal_draws_the_funnel_and_ends_when_all_are_final(tmp_p
     assert proc.returncode == 0, text
     assert "Delivery funnel: 4 accepted" in text and "█" in text and "75.0%" in text
     assert "blocked" in text and "\x1b[" in text  # colour on a terminal
+
+
+def test_track_refuses_a_missing_events_directory_and_a_bad_stale(tmp_path, env):
+    journal = tmp_path / "v1.sqlite3"
+    shutil.copy(FIXTURES / "journal-v1.sqlite3", journal)
+    gone = run_cli("broadcast", "track", "--journal", str(journal), "--events",
+                   str(tmp_path / "nope"), env=env)
+    assert gone.returncode == 2 and "no events directory" in gone.stderr
+    bad = run_cli("broadcast", "track", "--journal", str(journal), "--events", str(tmp_path),
+                  "--stale", "soon", env=env)
+    assert bad.returncode == 2 and "--stale 'soon'" in bad.stderr
