@@ -64,3 +64,11 @@ def test_history_bench_measures_ingest_and_lookup(env):
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + 3 and rows[2].endswith("| 500 |")  # half were sent before
+
+
+def test_track_bench_measures_and_checks_its_counts(env):
+    proc = run(env, BENCH / "track.py", "--rows", "300")
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| 300 |")]
+    assert [r.split("|")[2].strip() for r in rows] == [
+        "first: 900 new files", "again: nothing new", "incremental: 3 new files"]
