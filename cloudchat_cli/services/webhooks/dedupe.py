@@ -1,0 +1,186 @@
+"""Webhook dedupe shared by listener replicas through Redis (``--dedupe-store URL``).
+
+Behind a load balancer, CloudChat's retry of an event may land on another replica than the
+first attempt. Each replica therefore *claims* an event's id in Redis before saving it (one Lua
+script: set if absent, with a short TTL) and marks it *done* only once it is saved (TTL
+``--dedupe-ttl``, 7 days by default). A failed save releases the claim, so the retry is taken.
+A delivery whose id another replica has claimed but not finished gets a 503: CloudChat retries
+it, and by then it is done (a 200 "duplicate") or free again. So a 200 still means "saved
+somewhere".
+
+A replica that dies holding a claim cannot release it: the claim expires by itself after the
+claim TTL (10 s by default: above CloudChat's 5 s deadline, so a save that takes longer has
+already failed in CloudChat's eyes, and below the 14 s after which it sends its last retry, so
+that retry is taken by a live replica).
+
+Keys: ``cloudchat:{<namespace>}:evt:<sha256 of the event id>``, the namespace a salted hash of
+the webhook secret that verified the delivery (so two Apps sharing one Redis never see each
+other's ids, and during a rotation replicas still agree: CloudChat signs with one secret at a
+time). Values: ``done`` or ``c:<claim token>``. No event id, body or secret is written, and
+every key carries a TTL.
+
+Redis unreachable: fail closed, never a 200 without the shared check (the delivery gets a 503).
+``redis`` is imported only here, and only when a store is configured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from cloudchat_cli.core import redisurl
+from cloudchat_cli.core.errors import NetworkError
+
+DEFAULT_TTL = 7 * 86400.0
+DEFAULT_CLAIM_TTL = 10.0
+SETTING = "webhook_dedupe_store"
+
+# KEYS[1] the event; ARGV value to set when absent, its TTL (ms). One step on the server.
+CLAIM = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 'new' end
+if redis.call('GET', KEYS[1]) == 'done' then return 'done' end
+return 'busy'
+"""
+# KEYS[1]; ARGV our claim value: drop it only if it is still ours (not done, not another's).
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def namespace(secret: str | None) -> str:
+    """The hash tag of a secret's events (a salted hash, never the secret)."""
+    seed = (b"unverified" if secret is None
+            else b"secret\0" + secret.encode("utf-8", "surrogatepass"))
+    return hashlib.sha256(b"cloudchat-webhook-dedupe\0" + seed).hexdigest()[:16]
+
+
+def event_hash(ident: str) -> str:
+    return hashlib.sha256(ident.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def key_for(ns: str, ident: str) -> str:
+    """The Redis key of one event id (or ``body:<sha256>`` for an event without an id)."""
+    return f"cloudchat:{{{ns}}}:evt:{event_hash(ident)}"
+
+
+class DedupeUnavailable(Exception):
+    """The store could not be asked: the delivery must not be acknowledged."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class Claim:
+    key: str
+    value: str
+    verdict: str  # new | done | busy
+
+
+class DedupeStore:
+    """Claims and done-marks in one Redis, for the listener's event loop (redis.asyncio).
+
+    ``check()`` is the start-up probe (blocking); the async methods run on the loop that serves.
+    """
+
+    def __init__(self, url: str, *, ttl: float = DEFAULT_TTL,
+                 claim_ttl: float = DEFAULT_CLAIM_TTL, timeout: float = 2.0):
+        from cloudchat_cli.core import redisclient
+
+        self.url = url
+        self.shown = redisurl.mask_url(url)
+        self.ttl_ms = max(1, int(ttl * 1000))
+        self.claim_ttl_ms = max(1, int(claim_ttl * 1000))
+        self.claim_ttl = claim_ttl
+        self.timeout = timeout
+        # Exit 2 with the install command without the [redis] extra; a bad URL is exit 2 too.
+        self._sync = redisclient.connect(url, timeout=timeout, setting=SETTING)
+        self._client: Any = None
+        self._scripts: dict[str, Any] = {}
+        self._owner = secrets.token_hex(6)  # this replica, in its claims' values
+        self._count = itertools.count(1)
+
+    def check(self) -> None:
+        """Fail now (exit 7, the store named, the password masked) if it cannot be used."""
+        import redis
+
+        try:
+            try:
+                self._sync.ping()
+                self._sync.script_load(CLAIM)  # scripting allowed for this user (ACLs)?
+            finally:
+                self._sync.close()
+        except redis.RedisError as exc:
+            raise NetworkError(
+                f"{SETTING} {self.shown} {_what(exc)}: {self._reason(exc)} — not listening",
+                hint="start or fix Redis (every replica needs it to answer 200), or listen "
+                "without --dedupe-store (then each replica deduplicates only what it receives)",
+            ) from None
+
+    def _reason(self, exc: BaseException) -> str:
+        return redisurl.scrub(str(exc) or type(exc).__name__, self.url)
+
+    def _ready(self) -> None:
+        if self._client is not None:
+            return
+        import redis.asyncio as aredis
+
+        # Created on the serving loop (its connections belong to it). No retries of our own:
+        # a failure is a 503, and CloudChat's retry is the retry.
+        self._client = aredis.Redis.from_url(
+            self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
+            decode_responses=True, client_name="cloudchat-cli-listen")
+        self._scripts = {"claim": self._client.register_script(CLAIM),
+                         "release": self._client.register_script(RELEASE)}
+
+    async def _call(self, what: str, coro_factory) -> Any:
+        import redis
+
+        try:
+            self._ready()
+            return await coro_factory()
+        except (redis.RedisError, OSError) as exc:
+            raise DedupeUnavailable(f"dedupe store {self.shown} {_what(exc)} ({what}): "
+                                    f"{self._reason(exc)}") from None
+
+    async def claim(self, ns: str, ident: str, *, final: bool = False) -> Claim:
+        """Claim an event for this replica: ``new`` (ours to save), ``done`` (saved by some
+        replica), or ``busy`` (another replica is on it). ``final``: nothing to save, the
+        event is done as soon as it is ours (one round trip)."""
+        key = key_for(ns, ident)
+        value = "done" if final else f"c:{self._owner}:{next(self._count)}"
+        ttl = self.ttl_ms if final else self.claim_ttl_ms
+        verdict = await self._call("claim", lambda: self._scripts["claim"](
+            keys=[key], args=[value, ttl]))
+        return Claim(key, value, verdict)
+
+    async def done(self, claim: Claim) -> None:
+        """Mark a saved event done (kept ``--dedupe-ttl``)."""
+        await self._call("mark done", lambda: self._client.set(claim.key, "done",
+                                                               px=self.ttl_ms))
+
+    async def release(self, claim: Claim) -> None:
+        """Let CloudChat's retry be taken (by any replica) after a failed save."""
+        await self._call("release", lambda: self._scripts["release"](
+            keys=[claim.key], args=[claim.value]))
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.aclose()
+
+
+def _what(exc: BaseException) -> str:
+    import redis
+
+    if isinstance(exc, redis.AuthenticationError):
+        return "refused the credentials"
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError | OSError):
+        return "is unreachable"
+    return "failed"
