@@ -266,3 +266,14 @@ def test_listen_imports_redis_only_when_a_dedupe_store_is_configured(tmp_path, r
 
     assert imports("local") == "REDIS=False"
     assert imports(redis_server.url) == "REDIS=True"  # positive control: the check can see it
+
+
+def test_replicas_on_a_redis_cluster_share_dedupe(tmp_path, redis_cluster, replicas):
+    # Each replica is given a different node: the client follows the cluster to the slot.
+    a, b = (replicas(name, f"redis://127.0.0.1:{node.port}/0")
+            for name, node in zip("ab", redis_cluster[:2], strict=True))
+    first = a.post(event_body("evt_cluster"))
+    assert first.status_code == 200 and first.json()["status"] == "ok"
+    again = b.post(event_body("evt_cluster"))
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
+    assert len(saved_files(a, b)) == 1

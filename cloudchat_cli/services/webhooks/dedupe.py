@@ -25,6 +25,7 @@ Redis unreachable: fail closed, never a 200 without the shared check (the delive
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import itertools
@@ -39,12 +40,23 @@ DEFAULT_TTL = 7 * 86400.0
 DEFAULT_CLAIM_TTL = 10.0
 SETTING = "webhook_dedupe_store"
 
-# KEYS[1] the event; ARGV value to set when absent, its TTL (ms). One step on the server.
+# KEYS the events (one hash tag: one slot); ARGV[2i-1], ARGV[2i] the value to set on KEYS[i]
+# when it is absent and its TTL (ms). Atomic on the server, whatever other replicas do.
 CLAIM = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 'new' end
-if redis.call('GET', KEYS[1]) == 'done' then return 'done' end
-return 'busy'
+local out = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, ARGV[2 * i - 1], 'NX', 'PX', ARGV[2 * i]) then out[i] = 'new'
+  elseif redis.call('GET', key) == 'done' then out[i] = 'done'
+  else out[i] = 'busy' end
+end
+return out
 """
+# KEYS saved events; ARGV[1] the TTL (ms) of their done marks.
+DONE = """
+for _, key in ipairs(KEYS) do redis.call('SET', key, 'done', 'PX', ARGV[1]) end
+return #KEYS
+"""
+MAX_BATCH = 256
 # KEYS[1]; ARGV our claim value: drop it only if it is still ours (not done, not another's).
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -81,6 +93,7 @@ class Claim:
     key: str
     value: str
     verdict: str  # new | done | busy
+    ns: str = ""
 
 
 class DedupeStore:
@@ -102,9 +115,12 @@ class DedupeStore:
         # Exit 2 with the install command without the [redis] extra; a bad URL is exit 2 too.
         self._sync = redisclient.connect(url, timeout=timeout, setting=SETTING)
         self._client: Any = None
+        self._cluster = False  # a Redis Cluster node: the client follows the cluster
         self._scripts: dict[str, Any] = {}
         self._owner = secrets.token_hex(6)  # this replica, in its claims' values
         self._count = itertools.count(1)
+        self._claims = _Batches(self._claim_batch)
+        self._dones = _Batches(self._done_batch)
 
     def check(self) -> None:
         """Fail now (exit 7, the store named, the password masked) if it cannot be used."""
@@ -114,6 +130,9 @@ class DedupeStore:
             try:
                 self._sync.ping()
                 self._sync.script_load(CLAIM)  # scripting allowed for this user (ACLs)?
+                with contextlib.suppress(redis.exceptions.NoPermissionError):
+                    found = self._sync.info("cluster")
+                    self._cluster = bool(int(found.get("cluster_enabled", 0)))
             finally:
                 self._sync.close()
         except redis.RedisError as exc:
@@ -133,11 +152,13 @@ class DedupeStore:
 
         # Created on the serving loop (its connections belong to it). No retries of our own:
         # a failure is a 503, and CloudChat's retry is the retry.
-        self._client = aredis.Redis.from_url(
+        kind = aredis.RedisCluster if self._cluster else aredis.Redis
+        self._client = kind.from_url(
             self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
             decode_responses=True, client_name="cloudchat-cli-listen")
-        self._scripts = {"claim": self._client.register_script(CLAIM),
-                         "release": self._client.register_script(RELEASE)}
+        self._scripts = {name: self._client.register_script(text)
+                         for name, text in (("claim", CLAIM), ("done", DONE),
+                                            ("release", RELEASE))}
 
     async def _call(self, what: str, coro_factory) -> Any:
         import redis
@@ -156,14 +177,22 @@ class DedupeStore:
         key = key_for(ns, ident)
         value = "done" if final else f"c:{self._owner}:{next(self._count)}"
         ttl = self.ttl_ms if final else self.claim_ttl_ms
-        verdict = await self._call("claim", lambda: self._scripts["claim"](
-            keys=[key], args=[value, ttl]))
-        return Claim(key, value, verdict)
+        verdict = await self._claims.submit(ns, (key, value, ttl))
+        return Claim(key, value, verdict, ns)
 
     async def done(self, claim: Claim) -> None:
         """Mark a saved event done (kept ``--dedupe-ttl``)."""
-        await self._call("mark done", lambda: self._client.set(claim.key, "done",
-                                                               px=self.ttl_ms))
+        await self._dones.submit(claim.ns, claim.key)
+
+    async def _claim_batch(self, items: list[tuple[str, str, int]]) -> list[str]:
+        args = [x for _, value, ttl in items for x in (value, ttl)]
+        return await self._call("claim", lambda: self._scripts["claim"](
+            keys=[key for key, _, _ in items], args=args))
+
+    async def _done_batch(self, keys: list[str]) -> list[None]:
+        await self._call("mark done", lambda: self._scripts["done"](keys=keys,
+                                                                    args=[self.ttl_ms]))
+        return [None] * len(keys)
 
     async def release(self, claim: Claim) -> None:
         """Let CloudChat's retry be taken (by any replica) after a failed save."""
@@ -174,6 +203,47 @@ class DedupeStore:
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.aclose()
+
+
+class _Batches:
+    """Requests made while a call is on its way go together in the next one (a group commit,
+    like the event store's): under 50 concurrent deliveries one script call claims many
+    events, instead of one round trip and one client call each. One batch per hash tag, so
+    a batch's keys share a Cluster slot."""
+
+    def __init__(self, send):
+        self._send = send
+        self._pending: dict[str, list[tuple[Any, asyncio.Future]]] = {}
+        self._task: asyncio.Task | None = None
+
+    async def submit(self, tag: str, item: Any) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(tag, []).append((item, future))
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._pending:
+                batches, self._pending = self._pending, {}
+                calls = [self._one(items[i:i + MAX_BATCH]) for items in batches.values()
+                         for i in range(0, len(items), MAX_BATCH)]
+                await asyncio.gather(*calls)
+        finally:
+            self._task = None
+
+    async def _one(self, items: list[tuple[Any, asyncio.Future]]) -> None:
+        try:
+            results = await self._send([item for item, _ in items])
+        except Exception as exc:  # DedupeUnavailable: every request of the batch gets it
+            for _, future in items:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(items, results, strict=True):
+            if not future.done():
+                future.set_result(result)
 
 
 def _what(exc: BaseException) -> str:
