@@ -35,6 +35,7 @@ class Pacing:
     rate: float  # the share asked for, requests per second
     rate_text: str  # as written ("40/min"), or the App's limit
     rate_source: str  # flag | setting (where) | rate_limit
+    app_limit: int = 0  # the App's rate_limit per window
 
     @property
     def period(self) -> float:
@@ -121,7 +122,7 @@ def resolve_pacing(rate_flag: str | None, spacing: str | None, cfg: Any) -> Paci
         gap = floor
     else:
         gap = max(seconds or 0.0, floor)
-    return Pacing(window, cfg.rate_margin, share, gap, mode, per_second, text, source)
+    return Pacing(window, cfg.rate_margin, share, gap, mode, per_second, text, source, limit)
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,9 @@ class Etiquette:
 
     def remaining(self, now: float, n: int) -> float:
         return max(0.0, self.finish(now, n) - now)
+
+    def label(self, ts: float, now: float) -> str:
+        return schedule.when_label(ts, self.tz, now)
 
     def rate_shown(self) -> str:
         return rates.per_minute(self.pacing.sustained)
