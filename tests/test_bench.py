@@ -63,3 +63,11 @@ def test_history_bench_measures_ingest_and_lookup(env):
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + 3 and rows[2].endswith("| 500 |")  # half were sent before
+
+
+def test_pacing_bench_measures_rate_and_gaps(env):
+    proc = run(env, BENCH / "pacing.py", "--rows", "5", "--limit", "20", "--window", "1",
+               "--rate", "10/s", timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 3 and all(line.rstrip().endswith("| 0 |") for line in rows[1:])

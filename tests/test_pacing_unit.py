@@ -229,3 +229,25 @@ def test_eta_beyond_reach_is_said_not_looped_forever():
     assert e.pacing.capacity(60) == 1
     assert math.isfinite(e.finish(0, 5))  # one a day: five days
     assert e.finish(0, 5) == pytest.approx(4 * 86400 + 8 * 3600)
+
+
+# --- progress: the schedule's ETA and sustained rate, not the bursts seen so far -----------------
+
+
+def test_progress_log_lines_carry_the_schedules_eta_and_pauses(capsys):
+    from cloudchat_cli.output.progress import BroadcastProgress
+
+    e = pacing.prepare(cfg(), rate="40/min", spacing=None, between="08:00-20:00",
+                       tz="Asia/Jakarta", at=None, now=0)
+    clock = FakeClock(ts("2026-12-01 19:59"))
+    progress = BroadcastProgress(100, tty=False, log_every=1, schedule=e, clock=clock)
+    progress.on_row(2, "sent", {"id": "m1"})  # a burst of one: 'rate' would be huge
+    line = capsys.readouterr().err
+    assert "1/100: 1 sent" in line and "40/min, ETA " in line
+    # 99 left at 19:59 → 40 fit before 20:00, the rest from 08:00 the next day.
+    expected = e.remaining(clock.now, 99)
+    assert expected > 12 * 3600
+    assert f"ETA {pacing.fmt_duration(expected)}" in line
+    clock.advance(60)
+    progress.paused(ts("2026-12-02 08:00"))
+    assert "paused until Wed 08:00 WIB" in capsys.readouterr().err

@@ -121,7 +121,9 @@ class BroadcastProgress:
             self._refresh(force=False)
 
     def notify(self, event: str, data: dict[str, Any]) -> None:
-        if event == "throttle_wait" and data["seconds"] > 1:
+        # A paced run waits before nearly every request: only a longer wait is news.
+        spacing = self.schedule.pacing.spacing if self.schedule is not None else 0.0
+        if event == "throttle_wait" and data["seconds"] > max(1.0, spacing + 1.0):
             with self._lock:
                 self.waiting = True
                 self._refresh(force=False, wait=data["seconds"])

@@ -31,7 +31,8 @@ def zone(name: str | None) -> tzinfo:
             return ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError, OSError):
             raise UsageError(f"--tz: unknown time zone {name!r}",
-                             hint="use an IANA name like Asia/Jakarta or Europe/Berlin") from None
+                             hint="use an IANA name like Asia/Jakarta or Europe/Berlin (the "
+                             "system's time-zone database, tzdata, must be installed)") from None
     return system_zone()
 
 
