@@ -251,3 +251,5 @@ def test_progress_log_lines_carry_the_schedules_eta_and_pauses(capsys):
     clock.advance(60)
     progress.paused(ts("2026-12-02 08:00"))
     assert "paused until Wed 08:00 WIB" in capsys.readouterr().err
+    progress.paused(ts("2026-12-02 08:00"))  # the same pause, a step later: no new line
+    assert capsys.readouterr().err == ""

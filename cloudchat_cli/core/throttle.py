@@ -31,6 +31,8 @@ from cloudchat_cli.core.errors import RateLimitWait
 POLL = 0.05
 # The longest spacing a budget may ask for (a day): stores forget older last-sends.
 MAX_PACE = 86400.0
+# How long a closed gate sleeps before looking at the clock again.
+GATE_STEP = 5.0
 
 
 def key_hash(api_key: str) -> str:
@@ -259,18 +261,19 @@ class Throttle:
         return slot, retry_at, eta
 
     def _wait_gate(self) -> None:
-        """Sleep while the gate is closed (quiet hours, a later start), in steps of at most
-        a minute so a changed clock (a suspended laptop) is noticed."""
+        """Sleep while the gate is closed (quiet hours, a later start), in short steps: a
+        changed clock (a suspended laptop) is noticed, and ``on_pause`` hears each step (so
+        a progress line's remaining time moves on)."""
         paused = False
         while self.gate is not None:
             now = self.clock()
             until = self.gate(now)
             if until is None or until <= now:
                 break
-            if not paused and self.on_pause:
+            if self.on_pause:
                 self.on_pause(until)
             paused = True
-            self.sleep(min(until - now, 60.0))
+            self.sleep(min(until - now, GATE_STEP))
         if paused and self.on_pause:
             self.on_pause(None)
 

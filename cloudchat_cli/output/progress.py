@@ -101,8 +101,9 @@ class BroadcastProgress:
     def paused(self, until: float | None) -> None:
         """The run waits for its hours or its start time (None: it goes on)."""
         with self._lock:
+            news = until != self.paused_until
             self.paused_until = until
-            if until is not None and not self.quiet and not self.tty and self.schedule:
+            if news and until is not None and not self.quiet and not self.tty and self.schedule:
                 console.info(f"[{time.strftime('%H:%M:%S')}] paused until "
                              f"{self.schedule.label(until, self.clock())}")
             self._refresh(force=False)
@@ -147,6 +148,8 @@ class BroadcastProgress:
             )
             return
         now = time.monotonic()
+        if self.paused_until is not None and not force:
+            return  # its "paused until …" line says it all; a night's pause logs nothing more
         if force or now - self._last_log >= LOG_INTERVAL:
             self._last_log = now
             console.info(
