@@ -103,6 +103,7 @@ actions = st.lists(
         st.tuples(st.just("respond"), st.integers(0, 50), fractions),
         st.tuples(st.just("crash"), st.integers(0, 50), fractions),
         st.tuples(st.just("advance"), delays),
+        st.tuples(st.just("stamp"), st.integers(0, 50)),
     ),
     min_size=10,
     max_size=120,
@@ -134,13 +135,22 @@ def simulate(store_factory, steps, clock=None, budget=None):
         if release:
             procs[proc].release(slot)
 
+    stamps: list[float] = []  # when a budgeted request said it was leaving (Throttle.sent)
+
     for step in steps:
         if step[0] == "acquire":
             slot, _, _ = procs[step[1]].try_acquire()
             if slot is not None:
                 flying.append((step[1], slot, clock.now))
                 if procs[step[1]].budget is not None:
+                    if budget is not None and stamps:
+                        assert clock.now >= stamps[-1] + budget.pace - 1e-9, "spaced from stamp"
                     own_sends.append(clock.now)
+        elif step[0] == "stamp" and flying:
+            proc = flying[step[1] % len(flying)][0]
+            procs[proc].sent()
+            if procs[proc].budget is not None and procs[proc].budget.pace:
+                stamps.append(clock.now)
         elif step[0] in ("respond", "crash") and flying:
             finish(step[1] % len(flying), step[2], release=step[0] == "respond")
         elif step[0] == "advance":

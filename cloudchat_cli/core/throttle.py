@@ -87,6 +87,9 @@ class SlotStore(Protocol):
     def release(self, slot: int, expires_at: float, now: float,
                 budget: Budget | None = None) -> None: ...
 
+    def mark_sent(self, budget: Budget, now: float) -> None:
+        """The budget's request goes out now: its spacing counts from here (never earlier)."""
+
     def block(self, until: float, now: float) -> None: ...
 
     def state(self, now: float, limit: int) -> WindowState: ...
@@ -196,6 +199,10 @@ class MemoryStore:
             if slot in self._slots:
                 self._slots[slot] = (expires_at, False, self._slots[slot][2])
 
+    def mark_sent(self, budget, now):
+        with self._lock:
+            self._budget_sent[budget.name] = max(now, self._budget_sent.get(budget.name, now))
+
     def block(self, until, now=None):
         with self._lock:
             self._blocked_until = max(self._blocked_until, until)
@@ -304,6 +311,13 @@ class Throttle:
                 on_wait(max(0.0, eta - now))
             waited = True
             self.sleep(max(0.0, retry_at - now))
+
+    def sent(self) -> None:
+        """A budgeted request leaves now (after the caller's own bookkeeping, such as a
+        journal write): its spacing counts from this moment, so the time that bookkeeping
+        took cannot bring two requests closer than the spacing."""
+        if self.budget is not None and self.budget.pace:
+            self.store.mark_sent(self.budget, self.clock())
 
     def release(self, slot: int) -> None:
         """The response arrived, or the request timed out (so it may still have arrived just

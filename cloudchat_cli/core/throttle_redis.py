@@ -157,6 +157,15 @@ end
 return fmt(now)
 """
 
+# ARGV: now override, budget name. Its spacing counts from now (never moved back).
+SENT = _PRELUDE + """
+local now = now_of(ARGV[1])
+local field = 'sent:' .. ARGV[2]
+if now > meta(field) then redis.call('HSET', KEYS[2], field, fmt(now)) end
+renew(now)
+return fmt(now)
+"""
+
 # ARGV: now override, seconds
 BLOCK = _PRELUDE + """
 local now = now_of(ARGV[1])
@@ -255,7 +264,8 @@ class RedisStore:
         self._scripts = {
             name: client.register_script(text)
             for name, text in (("acquire", ACQUIRE), ("release", RELEASE), ("block", BLOCK),
-                               ("pacing", PACING), ("state", STATE), ("decide", DECIDE))
+                               ("pacing", PACING), ("state", STATE), ("decide", DECIDE),
+                               ("sent", SENT))
         }
 
     def close(self) -> None:
@@ -333,6 +343,9 @@ class RedisStore:
             self._run("release", str(slot), repr(expires_at - now), budget=budget)
         except NetworkError as exc:
             self._debug(f"slot {slot} not released ({exc.message}); it expires by itself")
+
+    def mark_sent(self, budget, now):
+        self._run("sent", budget.name, budget=budget)
 
     def block(self, until, now):
         self._run("block", repr(max(0.0, until - now)))

@@ -136,6 +136,13 @@ class SqliteStore:
 
         return self._tx(run)
 
+    def mark_sent(self, budget, now):
+        def run(db):
+            key = "sent:" + budget.name
+            self._set_meta(db, key, max(now, self._meta(db, key)))
+
+        self._tx(run)
+
     def release(self, slot, expires_at, now=None, budget=None):
         self._tx(
             lambda db: db.execute(
