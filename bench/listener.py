@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
 """Webhook listener benchmark: acknowledgement latency and throughput with --save.
 
-Starts `cloudchat webhook listen --save DIR` and sends signed, distinct events from 50 concurrent
-senders (raw keep-alive-free HTTP/1.1 over loopback, one connection per delivery, as CloudChat
-does). Latency is measured per delivery from connect to the last byte of the 200.
+Starts `cloudchat webhook listen --save DIR` and sends signed, distinct events over loopback:
+one sender; 50 concurrent senders opening one connection per delivery (as CloudChat does);
+50 keep-alive senders, each sending its deliveries one after another on one connection.
+Latency is measured per delivery from connect (or, on a kept-alive connection, from the
+first byte sent) to the last byte of the answer. Requests are built before the clock starts.
+The listener's CPU time per delivery (user + system, from /proc) is much steadier than the
+throughput on a shared machine, where the disk's fsync rate swings from minute to minute.
 
-    python bench/listener.py                   # 2,000 deliveries, 50 senders
-    python bench/listener.py --deliveries 500  # quicker
+    python bench/listener.py                           # 2,000 deliveries per row
+    python bench/listener.py --deliveries 500          # quicker
+    python bench/listener.py --baseline /tmp/old-code  # the same rows for another checkout,
+                                                       # interleaved round by round
 """
 
 from __future__ import annotations
@@ -28,18 +34,19 @@ from pathlib import Path
 SECRET = "whsec_bench_0123456789abcdef"
 
 
-def build(host: str, i: int) -> bytes:
-    """One signed delivery, prepared before the clock starts (the client's CPU is not measured)."""
-    body = json.dumps({"event": "message.received", "id": f"evt_bench_{i:06d}",
+def build(host: str, i: int, *, close: bool = True) -> bytes:
+    """One signed delivery."""
+    body = json.dumps({"event": "message.received", "id": f"evt_bench_{i:07d}",
                        "timestamp": int(time.time()), "channel": "whatsapp",
                        "data": {"from": "6281234567890", "text": f"pesan {i}"}}).encode()
     sig = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
     return (f"POST /webhook HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
             f"X-CloudChat-Signature: {sig}\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n").encode() + body
+            + ("Connection: close\r\n" if close else "") + "\r\n").encode() + body
 
 
 def post(host: str, port: int, request: bytes) -> tuple[float, int]:
+    """One delivery on its own connection (the server closes it after the answer)."""
     started = time.perf_counter()
     with socket.create_connection((host, port), timeout=10) as sock:
         sock.sendall(request)
@@ -50,65 +57,196 @@ def post(host: str, port: int, request: bytes) -> tuple[float, int]:
     return elapsed, int(data.split(b" ", 2)[1])
 
 
-def measure(deliveries: int, senders: int) -> list[dict]:
-    """Run the listener; return one result row for 1 sender and one for ``senders``."""
+class KeptAlive:
+    """A sender that keeps its connection: one request, then its answer, then the next."""
+
+    def __init__(self, host: str, port: int):
+        self.sock = socket.create_connection((host, port), timeout=10)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer = b""
+
+    def post(self, request: bytes) -> tuple[float, int]:
+        started = time.perf_counter()
+        self.sock.sendall(request)
+        while b"\r\n\r\n" not in self.buffer:
+            self.buffer += self._recv()
+        head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+        while len(rest) < length:
+            rest += self._recv()
+        self.buffer = rest[length:]
+        return time.perf_counter() - started, int(head.split(b" ", 2)[1])
+
+    def _recv(self) -> bytes:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("the listener closed a keep-alive connection")
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def start(tmp: Path, code: Path | None, save: bool = True
+          ) -> tuple[subprocess.Popen, str, int]:
+    env = {**os.environ, "CLOUDCHAT_WEBHOOK_SECRET": SECRET, "CLOUDCHAT_NO_KEYRING": "1",
+           "CLOUDCHAT_CONFIG_DIR": str(tmp / "cfg"), "CLOUDCHAT_STATE_DIR": str(tmp / "state")}
+    if code is not None:  # another checkout's cloudchat_cli, imported before the installed one
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cloudchat_cli", "webhook", "listen", "--port", "0",
+         "--path", "/webhook", "--json", *(["--save", str(tmp / "events")] if save else [])],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    line = proc.stderr.readline()
+    url = line.split("Listening on ", 1)[1].split(" ")[0]
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    return proc, host, int(port)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run(host: str, port: int, senders: int, total: int, offset: int, keep_alive: bool,
+        pid: int = 0) -> dict:
+    cpu_before = cpu_seconds(pid)
+    latencies: list[float] = []
+    statuses: list[int] = []
+    lock = threading.Lock()
+    requests = iter([build(host, offset + i, close=not keep_alive) for i in range(total)])
+
+    def sender() -> None:
+        conn = KeptAlive(host, port) if keep_alive else None
+        try:
+            for request in requests:
+                elapsed, status = conn.post(request) if conn else post(host, port, request)
+                with lock:
+                    latencies.append(elapsed)
+                    statuses.append(status)
+        finally:
+            if conn:
+                conn.close()
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=sender) for _ in range(senders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    latencies.sort()
+    return {"senders": senders, "mode": "keep-alive" if keep_alive else "per delivery",
+            "deliveries": len(latencies), "ok": statuses.count(200),
+            "p50": statistics.median(latencies) * 1000,
+            "p99": latencies[max(int(len(latencies) * 0.99) - 1, 0)] * 1000,
+            "max": latencies[-1] * 1000, "throughput": len(latencies) / wall,
+            "cpu_us": (cpu_seconds(pid) - cpu_before) / len(latencies) * 1e6}
+
+
+def measure(deliveries: int, senders: int, *, code: Path | None = None,
+            keep_alive: bool = True, offset: int = 0, save: bool = True) -> list[dict]:
+    """Run one listener; rows for 1 sender, ``senders`` per delivery, ``senders`` kept alive."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "CLOUDCHAT_WEBHOOK_SECRET": SECRET, "CLOUDCHAT_NO_KEYRING": "1",
-               "CLOUDCHAT_CONFIG_DIR": str(Path(tmp) / "cfg")}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cloudchat_cli", "webhook", "listen", "--port", "0",
-             "--path", "/webhook", "--save", str(Path(tmp) / "events"), "--json"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        line = proc.stderr.readline()
-        url = line.split("Listening on ", 1)[1].split(" ")[0]
-        host, port = url.split("//")[1].split("/")[0].split(":")
-
-        def run(count: int, offset: int) -> dict:
-            latencies: list[float] = []
-            statuses: list[int] = []
-            lock = threading.Lock()
-            total = deliveries if count > 1 else 200
-            requests = iter([build(host, offset + i) for i in range(total)])
-
-            def sender() -> None:
-                for request in requests:
-                    elapsed, status = post(host, int(port), request)
-                    with lock:
-                        latencies.append(elapsed)
-                        statuses.append(status)
-
-            started = time.perf_counter()
-            threads = [threading.Thread(target=sender) for _ in range(count)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            wall = time.perf_counter() - started
-            latencies.sort()
-            return {"senders": count, "deliveries": len(latencies), "ok": statuses.count(200),
-                    "p50": statistics.median(latencies) * 1000,
-                    "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-                    "max": latencies[-1] * 1000, "throughput": len(latencies) / wall}
-
-        rows = [run(1, 10**6), run(senders, 0)]
-        proc.terminate()
-        proc.wait()
+        proc, host, port = start(Path(tmp), code, save)
+        try:
+            rows = [run(host, port, 1, 200, offset + 10**6, False, proc.pid),
+                    run(host, port, senders, deliveries, offset, False, proc.pid)]
+            if keep_alive:
+                rows.append(run(host, port, senders, deliveries, offset + 2 * 10**6, True,
+                                proc.pid))
+        finally:
+            proc.terminate()
+            proc.wait()
     return rows
+
+
+def pressure() -> str:
+    """How contended the machine is (Linux PSI: % of time some task waited), for the header."""
+    parts = []
+    for what in ("cpu", "io"):
+        try:
+            with open(f"/proc/pressure/{what}") as fh:
+                some = fh.readline().split()[2].split("=")[1]
+        except (OSError, IndexError):
+            continue
+        parts.append(f"{what} {some} %")
+    return ", ".join(parts) or "n/a"
+
+
+def _median_row(rows: list[dict]) -> dict:
+    """The round with the median throughput (its latencies with it: they come together)."""
+    return sorted(rows, key=lambda r: r["throughput"])[len(rows) // 2]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--deliveries", type=int, default=2000)
     parser.add_argument("--senders", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per code")
+    parser.add_argument("--no-save", action="store_true", help="without --save: the HTTP "
+                        "path alone, no disk")
+    parser.add_argument("--baseline", type=Path, help="a checkout of other code to compare "
+                        "(only its rows without keep-alive, if it has none)")
     args = parser.parse_args()
-    rows = measure(args.deliveries, args.senders)
-    print("Listener with --save (fsync before each 200), deliveries over loopback\n")
-    print("| senders | deliveries | 200s | p50 ack | p99 ack | max | throughput | target p99 |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['senders']} | {r['deliveries']} | {r['ok']} | {r['p50']:.1f} ms "
-              f"| {r['p99']:.1f} ms | {r['max']:.1f} ms | {r['throughput']:.0f}/s | < 50 ms |")
-
+    codes: list[tuple[str, Path | None]] = [("this", None)]
+    if args.baseline:
+        codes.insert(0, ("baseline", args.baseline))
+    load_before, pressure_before = os.getloadavg(), pressure()
+    results: dict[str, list[list[dict]]] = {name: [] for name, _ in codes}
+    for r in range(args.rounds):
+        # interleaved, so drift in the machine's load hits both, and in alternating order
+        # (ABBA), so neither always follows the other's cleanup
+        for name, code in (codes if r % 2 == 0 else codes[::-1]):
+            if hasattr(os, "sync"):
+                os.sync()  # the previous run's writes and deletions are not billed to this one
+            results[name].append(measure(args.deliveries, args.senders, code=code,
+                                         keep_alive=code is None, offset=r * 10**7,
+                                         save=not args.no_save))
+    load_after, pressure_after = os.getloadavg(), pressure()
+    what = "without --save" if args.no_save else "with --save (fsync before each 200)"
+    print(f"Listener {what}, deliveries over loopback; median "
+          f"round of {args.rounds}; load average {load_before[0]:.2f} before, "
+          f"{load_after[0]:.2f} after ({os.cpu_count()} CPUs); pressure (10 s) "
+          f"{pressure_before} before, {pressure_after} after\n")
+    print("| code | senders | connections | deliveries | 200s | p50 ack | p99 ack | max "
+          "| throughput | listener CPU per delivery | target |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    targets = {(1, "per delivery"): "p99 < 2 ms", (args.senders, "per delivery"): "p99 < 50 ms",
+               (args.senders, "keep-alive"): "p99 < 25 ms, ≥ 2× per delivery"}
+    medians: dict[tuple[str, str, int], dict] = {}
+    for name, _ in codes:
+        rounds = results[name]
+        for i in range(len(rounds[0])):
+            r = _median_row([one[i] for one in rounds])
+            medians[(name, r["mode"], r["senders"])] = r
+            print(f"| {name} | {r['senders']} | {r['mode']} | {r['deliveries']} | {r['ok']} "
+                  f"| {r['p50']:.1f} ms | {r['p99']:.1f} ms | {r['max']:.1f} ms "
+                  f"| {r['throughput']:.0f}/s | {r['cpu_us']:.0f} µs "
+                  f"| {targets.get((r['senders'], r['mode']), '')} |")
+    this_a = medians[("this", "per delivery", args.senders)]
+    this_b = medians[("this", "keep-alive", args.senders)]
+    print(f"\nkeep-alive / per delivery throughput: "
+          f"{this_b['throughput'] / this_a['throughput']:.2f}×")
+    if args.baseline:
+        base_a = medians[("baseline", "per delivery", args.senders)]
+        each = [t[1]["throughput"] / b[1]["throughput"]
+                for t, b in zip(results["this"], results["baseline"], strict=True)]
+        print(f"this / baseline throughput, {args.senders} senders per delivery: "
+              f"{this_a['throughput'] / base_a['throughput']:.3f} between the median rounds; "
+              f"median of the per-round ratios {statistics.median(each):.3f} (rounds: "
+              f"{', '.join(f'{x:.3f}' for x in each)})")
+        cpu = [t[1]["cpu_us"] / b[1]["cpu_us"]
+               for t, b in zip(results["this"], results["baseline"], strict=True)
+               if b[1]["cpu_us"]]
+        if cpu:
+            print(f"this / baseline listener CPU per delivery, {args.senders} senders per "
+                  f"delivery: median of the per-round ratios {statistics.median(cpu):.3f}")
 
 if __name__ == "__main__":
     main()

@@ -34,10 +34,11 @@ def test_saves_bench_prints_its_table(env):
 def test_listener_bench_measures(env):
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import listener; "
             "rows = listener.measure(20, 2); "
-            "print([(r['senders'], r['deliveries'], r['ok']) for r in rows])")
+            "print([(r['senders'], r['mode'], r['deliveries'], r['ok']) for r in rows])")
     proc = run(env, "-c", code, BENCH)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "[(1, 200, 200), (2, 20, 20)]"
+    assert proc.stdout.strip() == ("[(1, 'per delivery', 200, 200), (2, 'per delivery', 20, 20), "
+                                   "(2, 'keep-alive', 20, 20)]")
 
 
 def test_throttle_worker_through_redis(env, sandbox, redis_server):

@@ -3,13 +3,19 @@
 import base64
 import hashlib
 import hmac
+import json
+import math
+import re
 import shutil
 import subprocess
 import threading
 
 import pytest
 
+from cloudchat_cli.core.errors import UsageError
+from cloudchat_cli.output.webhooks import json_line
 from cloudchat_cli.services.webhooks import events
+from cloudchat_cli.services.webhooks import store as store_module
 from cloudchat_cli.services.webhooks.rawrequest import RawRequestError, parse_raw_request
 from cloudchat_cli.services.webhooks.signature import (
     SignatureFormatError,
@@ -25,7 +31,7 @@ from cloudchat_cli.services.webhooks.store import (
     event_key,
     write_batch,
 )
-from cloudchat_cli.services.webhooks.verifying import verify_body
+from cloudchat_cli.services.webhooks.verifying import verify_body, verify_request_file
 
 SECRET = "whsec_unit_0123456789abcdef"
 BODY = (b'{"event":"message.received","id":"evt_123456","timestamp":1700000000,'
@@ -121,6 +127,30 @@ def test_max_age():
     assert not stale.valid and "stale" in stale.reason and "valid signature" in stale.reason
 
 
+@pytest.mark.parametrize(("stamp", "valid", "reason"), [
+    (b"NaN", False, "not a finite number"),
+    (b"Infinity", False, "not a finite number"),
+    (b"-Infinity", False, "not a finite number"),
+    (b"1e999", False, "not a finite number"),
+    (b"9" * 5000, False, "not a finite number"),
+    (b"1700000301", False, "301 s in the future"),
+    (b"1e300", False, "in the future"),
+    (b"1700000299.5", True, "valid signature"),  # clock skew within 5 minutes
+    (b"true", False, "no numeric timestamp"),
+])
+def test_max_age_rejects_non_finite_and_future_timestamps(stamp, valid, reason):
+    body = b'{"id":"evt_t","timestamp":' + stamp + b"}"
+    result = verify_body(body, sign(SECRET, body), [SECRET], max_age=60, now=1700000000)
+    assert result.valid is valid and reason in result.reason
+
+
+def test_malformed_signature_is_bad_input_not_a_mismatch():
+    with pytest.raises(SignatureFormatError):
+        verify_body(BODY, "not-a-signature", [SECRET])
+    saved = verify_body(BODY, "not-a-signature", [SECRET], strict=False)  # one of a --dir
+    assert not saved.valid and "not a SHA-256 digest" in saved.reason
+
+
 def request(body: bytes, *, chunked=False, crlf=True, sig=None) -> bytes:
     nl = b"\r\n" if crlf else b"\n"
     headers = [b"POST /webhook HTTP/1.1", b"Host: example.com",
@@ -144,17 +174,55 @@ def test_raw_request_parsing(chunked, crlf):
     assert verify([SECRET], parsed.body, parsed.header("x-cloudchat-signature")) == 0
 
 
+HEAD = b"POST /webhook HTTP/1.1\r\nHost: example.com\r\n"
+CHUNKED = HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
+
+
 @pytest.mark.parametrize(("raw", "message"), [
-    (b"not http at all", "no blank line"),
-    (b"GARBAGE\r\n\r\n{}", "request line"),
-    (b"POST / HTTP/1.1\r\nContent-Length: 99\r\n\r\n{}", "truncated"),
-    (b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n{}", "not a number"),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
-    (b"POST / HTTP/1.1\r\nBad Header\r\n\r\n{}", "malformed header"),
+    (b"not http at all", "headers never end"),
+    (b"GARBAGE\r\n\r\n{}", "illegal request line"),
+    (HEAD + b"Content-Length: 99\r\n\r\n{}", "body is truncated"),
+    (HEAD + b"Content-Length: x\r\n\r\n{}", "bad Content-Length"),
+    (HEAD + b"Content-Length: " + b"9" * 5000 + b"\r\n\r\n{}", "bad Content-Length"),
+    (HEAD + "Content-Length: ²\r\n\r\n{}".encode(), "bad Content-Length"),
+    (HEAD + b"Content-Length: +2\r\n\r\n{}", "bad Content-Length"),
+    (HEAD + b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}", "conflicting Content-Length"),
+    (CHUNKED + b"zz\r\n", "illegal chunk header"),
+    (CHUNKED + b"0x2\r\n{}\r\n0\r\n\r\n", "illegal chunk header: '0x2"),
+    (CHUNKED + b"2_0\r\n{}\r\n0\r\n\r\n", "illegal chunk header: '2_0"),
+    (CHUNKED + b"2\r\n{}", "truncated"),
+    (HEAD + b"Transfer-Encoding: notchunked\r\n\r\n{}", "Only Transfer-Encoding: chunked"),
+    (HEAD + b"Transfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+     "ambiguous"),
+    (b"POST / HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n\n2\n{}\n0\n\n",
+     "chunk size lines must end in CRLF"),
+    (HEAD + b"Bad Header\r\n\r\n{}", "illegal header line"),
+    (b"", "no HTTP request"),
 ])
 def test_raw_request_errors(raw, message):
-    with pytest.raises(RawRequestError, match=message):
+    with pytest.raises(RawRequestError, match=re.escape(message)) as caught:
         parse_raw_request(raw)
+    assert "bytearray" not in caught.value.message and len(caught.value.message) < 200
+
+
+def test_raw_request_takes_the_first_of_pipelined_requests_and_equal_lengths():
+    first = HEAD + b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}"
+    parsed = parse_raw_request(first + HEAD + b"Content-Length: 3\r\n\r\n[1]")
+    assert parsed.body == b"{}" and parsed.head.length == 2
+
+
+def test_raw_request_chunked_with_extensions_and_trailers():
+    raw = CHUNKED + b"2;name=value\r\n{}\r\n0\r\nX-Trailer: 1\r\n\r\n"
+    assert parse_raw_request(raw).body == b"{}"
+
+
+def test_verify_request_refuses_several_signatures(tmp_path):
+    raw = request(BODY).replace(b"Host:", b"X-CloudChat-Signature: " + sign(SECRET, BODY).encode()
+                                + b"\r\nHost:")
+    path = tmp_path / "captured.http"
+    path.write_bytes(raw)
+    with pytest.raises(UsageError, match="2 X-CloudChat-Signature headers"):
+        verify_request_file(path, [SECRET])
 
 
 def test_summaries():
@@ -220,3 +288,89 @@ def test_flusher_batches_what_waits_and_drains_on_close(tmp_path):
     assert batches == [[0], [1, 2, 3, 4, 5]]
     assert store.keys() == {f"k{i}" for i in range(6)}
     assert isinstance(flusher, Flusher)
+
+
+def test_lone_surrogate_id_is_saved_exact_and_read_back(tmp_path):
+    body = b'{"id":"\\ud800x","data":{"text":"\\udfff"}}'  # JSON escapes: valid UTF-8 bytes
+    event = events.parse_body(body)
+    assert event["id"] == "\ud800x"
+    store = EventStore(tmp_path)
+    key = event_key(event["id"], body)
+    path = store.save(key, body, {"id": event["id"]})
+    path.read_text(encoding="utf-8")  # strict UTF-8 on disk
+    (saved,) = store.load_all()
+    assert saved.body == body and saved.meta["id"] == "\ud800x"
+
+
+@pytest.mark.parametrize(("event", "check"), [
+    ({"id": "\ud800", "data": {"text": "a\udfffb"}},
+     lambda line: json.loads(line)["event"]["id"] == "\ud800"),
+    ({"id": "é✓"}, lambda line: "é✓" in line),
+    ({"id": "big", "n": math.inf}, lambda line: json.loads(line)["event_truncated"]),
+    ({"id": "nan", "n": math.nan}, lambda line: json.loads(line)["event"]["id"] == "nan"),
+])
+def test_json_lines_are_strict_json_and_encodable(event, check):
+    line = json_line({"status": "accepted", "event": event})
+    line.encode("utf-8")
+    json.loads(line, parse_constant=lambda c: pytest.fail(f"non-strict JSON: {c}"))
+    assert check(line)
+
+
+def test_json_line_of_an_event_nested_too_deep_for_the_encoder():
+    deep: dict = {"id": "deep"}
+    node = deep
+    for _ in range(100_000):
+        node["x"] = {}
+        node = node["x"]
+    assert json.loads(json_line({"event": deep}))["event_truncated"] is True
+
+
+def test_huge_integers_do_not_make_an_event_not_json():
+    event = events.parse_body(b'{"id":"evt_big","n":' + b"7" * 5000 + b"}")
+    assert event is not None and event["id"] == "evt_big"
+
+
+def test_flusher_survives_a_bug_in_a_batch(tmp_path, monkeypatch):
+    store = EventStore(tmp_path)
+    done: list[list[PendingSave]] = []
+    calls = {"n": 0}
+    real = store_module.write_batch
+
+    def flaky(directory, batch):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise TypeError("a bug")
+        return real(directory, batch)
+
+    monkeypatch.setattr(store_module, "write_batch", flaky)
+    flusher = store.flusher(done.append)
+    first = store.pending("k1", b"{}", {})
+    flusher.submit(first)
+    flusher.close()
+    flusher = store.flusher(done.append)
+    second = store.pending("k2", b"{}", {})
+    flusher.submit(second)
+    flusher.close()
+    assert isinstance(first.error, OSError) and "a bug" in str(first.error)
+    assert second.error is None and store.keys() == {"k2"}
+    assert len(done) == 2  # every batch is reported back, failed or not
+
+
+def test_an_event_parsed_near_the_recursion_limit_still_prints(tmp_path):
+    import sys
+
+    def deepest_parsable() -> dict:
+        depth = sys.getrecursionlimit()
+        while (event := events.parse_body(b'{"id":"x","data":{"text":' + b"[" * depth
+                                          + b"]" * depth + b"}}")) is None:
+            depth -= 10
+        return event
+
+    event = deepest_parsable()
+
+    def at_depth(n: int):  # the listener prints from further down the stack than it parsed
+        return at_depth(n - 1) if n else (json_line({"event": event}),
+                                          events.summary_line(event))
+
+    line, summary = at_depth(60)
+    assert json.loads(line)["event"]["id"] == "x" and "[x]" in summary

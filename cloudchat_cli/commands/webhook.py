@@ -35,7 +35,8 @@ VERIFY_EPILOG = """[bold]Examples[/bold]
   cloudchat webhook verify --request captured.http   # raw request (nc)
   cloudchat webhook verify --dir ./events   # what `listen --save` kept
 
-Exit 0 valid, 1 invalid (or stale with --max-age), 2 unreadable input or no secret.
+Exit 0 valid, 1 invalid (or stale or from the future with --max-age), 2 unreadable input, \
+a malformed signature, or no secret.
 
 """ + SECRET_NOTE
 
@@ -46,10 +47,11 @@ LISTEN_EPILOG = """[bold]Examples[/bold]
   cloudchat webhook listen --forward-to http://127.0.0.1:3000/hook --save ev
 
 Answers 200 once an event is verified (and saved); 401 bad or missing signature, 400 not \
-JSON, 413 over --max-body, 405 not POST. A retried event (same id) gets 200 and is shown as \
-a duplicate. Forwarding runs after the answer; if the app is down after 3 retries (2, 4, 8 s), \
-the event stays on disk (--save DIR, else the state dir's webhooks/undelivered) and stderr \
-says where.
+JSON or malformed HTTP, 413 over --max-body, 405 not POST, 500 when it could not be saved. \
+HTTP/1.1 with Content-Length or chunked bodies, Expect: 100-continue, keep-alive and \
+pipelining. A retried event (same id) gets 200 and is shown as a duplicate. Forwarding runs \
+after the answer; if the app is down after 3 retries (2, 4, 8 s), the event stays on disk \
+(--save DIR, else the state dir's webhooks/undelivered) and stderr says where.
 
 """ + SECRET_NOTE
 
@@ -93,7 +95,8 @@ def verify_cmd(
         None, "--dir", help="Verify every event saved by `webhook listen --save DIR`.",
         show_default=False),
     max_age: float | None = typer.Option(
-        None, "--max-age", help="Also require the body's timestamp to be at most this old (s).",
+        None, "--max-age", help="Also require the body's timestamp to be at most this old (s) "
+        "and at most 5 minutes in the future.",
         show_default=False, min=0),
     secret_file: list[Path] = SECRET_FILE,
     secret: str | None = NO_SECRET_ARG,
@@ -148,13 +151,15 @@ def _show_dir(results, json_out: bool) -> None:
         return
     from rich.table import Table
 
+    from cloudchat_cli.core.errorbody import one_line
+
     table = Table(box=None, pad_edge=False)
     for column in ("file", "event", "id", "result"):
         table.add_column(column)
     for r in results:
         mark = "[green]valid[/green]" if r.valid else f"[red]{console.escape(r.reason)}[/red]"
-        table.add_row(console.escape(r.source), console.escape(r.event_name or "?"),
-                      console.escape(r.event_id or "?"), mark)
+        table.add_row(console.escape(r.source), console.escape(one_line(r.event_name or "?", 40)),
+                      console.escape(one_line(r.event_id or "?", 80)), mark)
     console.out().print(table)
     bad = sum(1 for r in results if not r.valid)
     console.info(f"{len(results)} event(s): {len(results) - bad} valid, {bad} invalid")

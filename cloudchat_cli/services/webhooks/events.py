@@ -18,14 +18,25 @@ STRING_FIELDS = {"text", "from", "pushName", "message_id", "id", "session_id", "
 def parse_body(body: bytes) -> dict[str, Any] | None:
     """The body as a JSON object, or None when it is not one (it may still verify)."""
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_int=_int)
     except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
 
+def _int(text: str) -> int | float:
+    """A JSON integer; one longer than Python converts (4,300 digits) becomes a float rather
+    than making the whole event "not JSON" (the body itself is kept byte-exact)."""
+    return int(text) if len(text) <= 4000 else float(text)
+
+
 def _text(value: Any, limit: int = 80) -> str:
-    return one_line(str(value), limit) if value not in (None, "") else ""
+    if value in (None, ""):
+        return ""
+    try:
+        return one_line(str(value), limit)
+    except RecursionError:  # nested deeper than str() goes from here: parsed, not showable
+        return "(deeply nested)"
 
 
 def summary(event: dict[str, Any] | None) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The listener's HTTP front end: asyncio for the sockets and the checks, one thread for saving.
+"""The listener's HTTP front end: asyncio for the sockets, h11 for HTTP/1.1, one thread saving.
 
 ``http.server`` starts a thread per connection; under 50 concurrent deliveries that, plus its
 header parsing, capped the listener near 1,000 deliveries/s with a p99 acknowledgement of
@@ -6,6 +6,12 @@ header parsing, capped the listener near 1,000 deliveries/s with a p99 acknowled
 coroutine, not a thread) and verifies them; with ``--save`` the accepted events go to the
 store's ``Flusher``, which writes and fsyncs them in batches and wakes the loop once per batch.
 Nothing that can block on the disk runs on the loop.
+
+HTTP/1.1 itself is h11's (sans-I/O, used by httpx and uvicorn): chunked bodies, ``Expect:
+100-continue``, keep-alive and pipelining, and strict framing (one Content-Length, digits only;
+chunk sizes in hex; only ``chunked`` as a transfer coding). Every request gets an answer: a
+framing error is a 400 (431 for oversized headers, 413 for an oversized body), a client that
+stalls mid-request a 408, a bug in our own handling a 500; never a silently dropped connection.
 """
 
 from __future__ import annotations
@@ -20,19 +26,32 @@ import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
+import h11
+
+from cloudchat_cli.services.webhooks.outcomes import Accepted, Delivery
+from cloudchat_cli.services.webhooks.rawrequest import RequestHead, describe, head_of
+
 if TYPE_CHECKING:
-    from cloudchat_cli.services.webhooks.listener import Delivery, Listener
+    from cloudchat_cli.services.webhooks.listener import Listener
     from cloudchat_cli.services.webhooks.store import Flusher, PendingSave
 
 MAX_HEADER_BYTES = 64 * 1024
 CHECK_ON_LOOP = 64 * 1024  # bodies up to this size are verified on the loop (~30 us each)
+READ_SIZE = 64 * 1024
+LINGER = 2.0  # s: how long the unread body of a refused request is drained before closing
 
 
-class _Reject(Exception):
+class _Refuse(Exception):
+    """Answer ``status`` and close the connection (the request cannot be read further)."""
+
     def __init__(self, status: int, reason: str):
         super().__init__(reason)
         self.status = status
         self.reason = reason
+
+
+class _Idle(Exception):
+    """The client closed a keep-alive connection (or left it idle) between requests."""
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -50,6 +69,13 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _protocol_status(exc: h11.RemoteProtocolError) -> int:
+    """h11's hint, except that what we cannot parse is the client's fault (400, not 501):
+    CloudChat retries a 5xx, and a request that cannot be parsed never will be."""
+    hint = exc.error_status_hint
+    return hint if hint in (400, 408, 413, 431) else 400
+
+
 class AsyncFront:
     """Serve ``listener`` on ``sock`` until SIGINT/SIGTERM; then finish what is in flight."""
 
@@ -58,30 +84,39 @@ class AsyncFront:
         self.sock = sock
         self._flusher: Flusher | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._idle: set[asyncio.Task] = set()  # keep-alive connections between requests
         self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def port(self) -> int:
         return self.sock.getsockname()[1]
 
+    def stop(self) -> None:
+        """Stop serving, from any thread: what SIGINT/SIGTERM do."""
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            loop.call_soon_threadsafe(stop.set)
+
     def run(self) -> None:
         signals = (signal.SIGINT, signal.SIGTERM)
-        previous = {s: signal.getsignal(s) for s in signals}
+        main = threading.current_thread() is threading.main_thread()
+        previous = {s: signal.getsignal(s) for s in signals} if main else {}
         try:
             asyncio.run(self._main(signals))
         finally:
-            for sig, handler in previous.items():
+            for sig, handler in previous.items():  # only the main thread handles signals
                 signal.signal(sig, handler)
 
     async def _main(self, signals: tuple[int, ...]) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         if self.listener.store is not None:
             def saved(batch: list[PendingSave]) -> None:
                 with contextlib.suppress(RuntimeError):  # the loop is already gone
                     loop.call_soon_threadsafe(self._saved, batch)
 
-            self._flusher = self.listener.store.flusher(saved)
+            self._flusher = self.listener.store.flusher(saved, self.listener.on_notice)
         if threading.current_thread() is threading.main_thread():
             for sig in signals:
                 loop.add_signal_handler(sig, self._stop.set)
@@ -92,6 +127,8 @@ class AsyncFront:
                 await self._stop.wait()
                 self.listener.on_notice("Stopping: finishing deliveries in flight…")
                 server.close()
+                for task in list(self._idle):  # nothing in flight there: just close
+                    task.cancel()
                 if self._tasks:
                     await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
@@ -105,109 +142,187 @@ class AsyncFront:
             if not future.done():
                 future.set_result(item.error)
 
+    # --- one connection ----------------------------------------------------------------------
+
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
+        self._tasks.add(task)
+        conn = _connection()
         try:
-            await self._serve_one(reader, writer)
-        except _Reject as exc:
+            while await self._serve_one(conn, reader, writer, task):
+                # h11 parses; we write the answers ourselves (h11's validation of our own
+                # constant headers took a quarter of the loop's time), so a new cycle is a new
+                # h11 connection fed what the client already sent (pipelined requests)
+                pending = conn.trailing_data[0]
+                conn = _connection()
+                if pending:
+                    conn.receive_data(pending)
+        except _Refuse as exc:
             self._report(exc.status, exc.reason)
-            await self._answer(writer, exc.status, {"error": exc.reason})
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass  # the client went away; nothing to answer
+            await self._refuse(reader, writer, exc.status, exc.reason)
+        except (_Idle, ConnectionError, asyncio.CancelledError):
+            pass  # the client went away, or we are stopping and it was idle: nothing to answer
+        except Exception as exc:  # a bug of ours: still answer, and say what on stderr
+            self._report(500, f"internal error: {type(exc).__name__}: {exc}")
+            with contextlib.suppress(Exception):
+                await self._refuse(reader, writer, 500, "internal error")
         finally:
-            if task is not None:
-                self._tasks.discard(task)
+            self._tasks.discard(task)
+            self._idle.discard(task)
             writer.close()
 
-    def _report(self, status: int, reason: str) -> None:
-        from cloudchat_cli.services.webhooks.listener import Delivery
-
-        self.listener.on_delivery(Delivery(time.time(), status, "rejected", reason))
-
-    async def _read(self, awaitable, what: str):
+    async def _serve_one(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter, task: asyncio.Task) -> bool:
+        """Read, check and answer one request; whether the connection can carry another."""
+        if not conn.trailing_data[0]:
+            self._idle.add(task)  # between requests: a stop closes the connection at once
         try:
-            # asyncio.timeout, not wait_for: no extra task per read (~10 % of the loop's CPU)
-            async with asyncio.timeout(self.listener.config.read_timeout):
-                return await awaitable
-        except TimeoutError:
-            self._report(408, f"client stalled while sending the {what}")
-            raise ConnectionError from None
-
-    async def _serve_one(self, reader: asyncio.StreamReader,
-                         writer: asyncio.StreamWriter) -> None:
-        cfg = self.listener.config
-        try:
-            head = await self._read(reader.readuntil(b"\r\n\r\n"), "headers")
-        except asyncio.LimitOverrunError:
-            raise _Reject(431, "request headers too large") from None
-        except asyncio.IncompleteReadError as exc:
-            if exc.partial.strip():
-                self._report(400, "request ended before its headers did")
-            return
-        request_line, *lines = head.decode("latin-1").split("\r\n")
-        parts = request_line.split(" ")
-        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-            raise _Reject(400, "malformed request line")
-        method, target, _version = parts
-        headers: dict[str, str] = {}
-        for line in lines:
-            if not line:
-                continue
-            name, sep, value = line.partition(":")
-            if not sep or not name.strip():
-                raise _Reject(400, "malformed header line")
-            headers[name.strip().lower()] = value.strip()
-        if method != "POST":
-            raise _Reject(405, f"{method[:10]} is not allowed; CloudChat POSTs events")
-        if cfg.path and target.split("?", 1)[0] != cfg.path:
-            raise _Reject(404, f"no webhook at {target[:80]} (listening on {cfg.path})")
-        length = headers.get("content-length", "")
-        if not length.isdigit():
-            raise _Reject(411, "Content-Length required")
-        size = int(length)
-        if size > cfg.max_body:
-            raise _Reject(413, f"body of {size} bytes is over --max-body ({cfg.max_body})")
-        try:
-            body = await self._read(reader.readexactly(size), "body")
-        except asyncio.IncompleteReadError:
-            self._report(400, "body was cut short")
-            return
-        delivery = await self._deliver(body, headers)
-        self.listener.on_delivery(delivery)
+            event = await self._next(conn, reader, writer, idle=True)
+        finally:
+            self._idle.discard(task)
+        if isinstance(event, h11.ConnectionClosed):
+            return False
+        head = head_of(event)
+        self._check_head(head)  # raises _Refuse before any of the body is read
+        body = await self._body(conn, reader, writer, head)
+        delivery = await self._deliver(body, head.headers)
         if delivery.status == 200:
             payload = {"status": "duplicate" if delivery.outcome == "duplicate" else "ok"}
         else:
             payload = {"error": delivery.reason}
-        await self._answer(writer, delivery.status, payload)
+        # h11 has the request's keep-alive wish: MUST_CLOSE after "Connection: close"/HTTP/1.0
+        keep = conn.their_state is h11.DONE and not self._stop.is_set()
+        writer.write(_response(delivery.status, payload, close=not keep))
+        await writer.drain()
+        return keep
+
+    def _check_head(self, head: RequestHead) -> None:
+        """Refuse from the headers alone what the body cannot fix (before ``100 Continue``)."""
+        cfg = self.listener.config
+        if head.method != "POST":
+            raise _Refuse(405, f"{head.method[:10]} is not allowed; CloudChat POSTs events")
+        if cfg.path and head.target.split("?", 1)[0] != cfg.path:
+            raise _Refuse(404, f"no webhook at {head.target[:80]} (listening on {cfg.path})")
+        if head.length is not None and head.length > cfg.max_body:
+            raise _Refuse(413, f"body of {head.length} bytes is over --max-body "
+                               f"({cfg.max_body})")
+        if head.framing_conflict:
+            raise _Refuse(400, "both Transfer-Encoding and Content-Length: the body's length "
+                               "is ambiguous")
+        refused = self.listener.check_headers(head.headers, head.signatures)
+        if refused is not None:
+            raise _Refuse(refused.status, refused.reason)
+
+    async def _body(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter, head: RequestHead) -> bytes:
+        """The decoded body, refused with 413 as soon as it grows past ``--max-body``."""
+        limit = self.listener.config.max_body
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            event = await self._next(conn, reader, writer, chunked=head.chunked)
+            if isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > limit:
+                    raise _Refuse(413, f"body is over --max-body ({limit} bytes)")
+                parts.append(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(parts)
+            else:  # pragma: no cover - h11 pauses only after a message: never spin on it
+                raise _Refuse(400, f"malformed request: unexpected {type(event).__name__}")
+
+    async def _next(self, conn: h11.Connection, reader: asyncio.StreamReader,
+                    writer: asyncio.StreamWriter, *, idle: bool = False,
+                    chunked: bool = False):
+        """h11's next event, reading from the socket as it needs."""
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise _Refuse(_protocol_status(exc), describe(exc)) from None
+            if event is not h11.NEED_DATA:
+                return event
+            pending = conn.trailing_data[0]
+            if chunked and _bare_lf_chunk_line(pending):
+                raise _Refuse(400, "malformed request: chunk size line does not end in CRLF")
+            if conn.they_are_waiting_for_100_continue:
+                writer.write(conn.send(h11.InformationalResponse(
+                    status_code=100, headers=[], reason=b"Continue")))
+            data = await self._recv(reader, idle=idle and not pending)
+            if idle and data:  # a request has begun: a stop now waits for its answer
+                self._idle.discard(asyncio.current_task())
+            conn.receive_data(data)
+
+    async def _recv(self, reader: asyncio.StreamReader, *, idle: bool) -> bytes:
+        try:
+            # asyncio.timeout, not wait_for: no extra task per read (~10 % of the loop's CPU)
+            async with asyncio.timeout(self.listener.config.read_timeout):
+                return await reader.read(READ_SIZE)
+        except TimeoutError:
+            if idle:  # a keep-alive connection nobody uses: close it quietly
+                raise _Idle from None
+            raise _Refuse(408, "client stalled mid-request (--read-timeout)") from None
+
+    # --- answers -----------------------------------------------------------------------------
 
     async def _deliver(self, body: bytes, headers: dict[str, str]) -> Delivery:
-        from cloudchat_cli.services.webhooks.listener import Delivery
-
+        listener = self.listener
         if len(body) <= CHECK_ON_LOOP:
-            checked = self.listener.check(body, headers)
+            checked = listener.check(body, headers)
         else:  # HMAC + JSON of a large body would hold up every other connection
             checked = await asyncio.get_running_loop().run_in_executor(
-                None, self.listener.check, body, headers)
-        if isinstance(checked, Delivery):
-            return checked
-        if self._flusher is None:
-            return self.listener.finish(checked)
-        done = asyncio.get_running_loop().create_future()
-        item = self.listener.to_save(checked, done)
-        self._flusher.submit(item)
-        error = await asyncio.shield(done)  # a client hanging up does not undo the save
-        return self.listener.finish(checked, item.path, error)
-
-    @staticmethod
-    async def _answer(writer: asyncio.StreamWriter, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode()
-        head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
-                "Connection: close\r\nServer: cloudchat-listen\r\n\r\n").encode()
+                None, listener.check, body, headers)
+        if not isinstance(checked, Accepted):
+            return listener.shown(checked)
         try:
-            writer.write(head + data)
+            if self._flusher is None:
+                return listener.accept(checked)
+            done = asyncio.get_running_loop().create_future()
+            item = listener.to_save(checked, done)
+            self._flusher.submit(item)
+            error = await asyncio.shield(done)  # a client hanging up does not undo the save
+            return listener.accept(checked, item.path, error)
+        except Exception as exc:
+            return listener.failed(checked, exc)
+
+    def _report(self, status: int, reason: str) -> None:
+        self.listener.shown(Delivery(time.time(), status, "rejected", reason))
+
+    async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      status: int, reason: str) -> None:
+        """Answer and close; read (and drop) what the client still sends for a moment, so
+        the kernel does not reset the connection before the client has read the answer."""
+        try:
+            writer.write(_response(status, {"error": reason}, close=True))
             await writer.drain()
-        except ConnectionError:
+            if writer.can_write_eof():
+                writer.write_eof()
+            async with asyncio.timeout(LINGER):
+                while await reader.read(READ_SIZE):
+                    pass
+        except (ConnectionError, TimeoutError):
             pass
+
+
+def _connection() -> h11.Connection:
+    return h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+
+
+def _response(status: int, payload: dict, *, close: bool) -> bytes:
+    data = json.dumps(payload).encode()
+    return (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json"
+            f"\r\nContent-Length: {len(data)}\r\nServer: cloudchat-listen\r\n"
+            + ("Connection: close\r\n\r\n" if close else "\r\n")).encode() + data
+
+
+def _bare_lf_chunk_line(pending: bytes) -> bool:
+    """Whether the unparsed bytes h11 waits on hold a chunk-size line ended by a bare LF.
+
+    h11 waits for CRLF there, so a sender using LF alone would stall until ``--read-timeout``.
+    Trailer lines (which h11 does accept with bare LF) contain a colon; chunk-size lines do not.
+    """
+    end = pending.find(b"\n")
+    if end == -1:
+        return False
+    line = pending[:end]
+    return not line.endswith(b"\r") and b":" not in line

@@ -9,6 +9,7 @@ state dir's ``webhooks/undelivered``) and reported on stderr: never lost.
 
 from __future__ import annotations
 
+import os
 import queue
 import shlex
 import subprocess
@@ -19,12 +20,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloudchat_cli.core import paths
+from cloudchat_cli.core import credentials, paths
 from cloudchat_cli.core.errors import CloudChatError
 from cloudchat_cli.services.webhooks import events
 from cloudchat_cli.services.webhooks.delivery import deliver
 from cloudchat_cli.services.webhooks.httpfront import AsyncFront, bind
-from cloudchat_cli.services.webhooks.signature import HEADER, SignatureFormatError, verify
+from cloudchat_cli.services.webhooks.outcomes import Accepted, Delivery
+from cloudchat_cli.services.webhooks.signature import (
+    HEADER,
+    SignatureFormatError,
+    parse_signature,
+    verify,
+)
 from cloudchat_cli.services.webhooks.store import EventStore, PendingSave, event_key
 
 FORWARD_HEADERS = {"content-type": "Content-Type", "x-cloudchat-signature": HEADER,
@@ -45,33 +52,6 @@ class ListenConfig:
     read_timeout: float = 10.0
     forward_delays: tuple[float, ...] = (2.0, 4.0, 8.0)
     on_event: Callable[[dict[str, Any]], None] | None = None  # per accepted event (opt-outs)
-
-
-@dataclass
-class Delivery:
-    """What happened to one request, for display."""
-
-    received_at: float
-    status: int
-    outcome: str  # accepted | duplicate | rejected
-    reason: str = ""
-    event: dict[str, Any] | None = None
-    event_id: str | None = None
-    verified: bool = False
-    saved: Path | None = None
-
-
-@dataclass
-class Accepted:
-    """A verified, new event on its way to being saved and acknowledged."""
-
-    received_at: float
-    key: str
-    body: bytes
-    headers: dict[str, str]
-    event: dict[str, Any]
-    event_id: str | None
-    verified: bool
 
 
 @dataclass
@@ -129,6 +109,23 @@ class Listener:
 
     # --- per request -----------------------------------------------------------------------
 
+    def check_headers(self, headers: dict[str, str], signatures: int) -> Delivery | None:
+        """The refusal the headers alone already decide (answered before reading the body,
+        instead of ``100 Continue``), or None."""
+        if signatures > 1:
+            return Delivery(time.time(), 400, "rejected", f"{signatures} {HEADER} headers: "
+                            "send one")
+        if not self.config.verify:
+            return None
+        signature = headers.get(HEADER.lower())
+        if not signature:
+            return Delivery(time.time(), 401, "rejected", f"missing {HEADER} header")
+        try:
+            parse_signature(signature)
+        except SignatureFormatError as exc:
+            return Delivery(time.time(), 401, "rejected", exc.message)
+        return None
+
     def check(self, body: bytes, headers: dict[str, str]) -> Delivery | Accepted:
         """Verify, parse and deduplicate one delivery: the final answer, or an event to save.
 
@@ -169,21 +166,45 @@ class Listener:
                                   _meta(accepted.event_id, accepted.received_at,
                                         accepted.headers), token)
 
-    def finish(self, accepted: Accepted, saved: Path | None = None,
+    def accept(self, accepted: Accepted, saved: Path | None = None,
                error: OSError | None = None) -> Delivery:
-        """The answer for an accepted event once it is saved (or could not be)."""
+        """Show an accepted event once it is saved (or could not be) and hand it to
+        ``--forward-to``/``--exec``; the answer to send. Raises if it cannot be shown (the
+        caller answers 500 through ``failed``)."""
         a = accepted
         if error is not None:
-            with self._seen_lock:
-                self._seen.discard(a.key)  # not saved: CloudChat's retry must be taken again
-            return Delivery(a.received_at, 500, "rejected", f"could not save the event: {error}",
-                            a.event, a.event_id, a.verified)
-        if self.config.on_event is not None:
+            self._forget(a.key)  # not saved: CloudChat's retry must be taken again
+            return self.shown(Delivery(a.received_at, 500, "rejected", "could not save the "
+                                       "event", a.event, a.event_id, a.verified,
+                                       detail=str(error)))
+        delivery = Delivery(a.received_at, 200, "accepted", "", a.event, a.event_id,
+                            a.verified, saved)
+        self.on_delivery(delivery)
+        if self.config.on_event is not None:  # e.g. opt-out keywords; reports its own errors
             self.config.on_event(a.event)
         if self.config.forward_to or self.config.exec_cmd:
             self._jobs.put(Job(a.key, a.body, a.headers, a.event, saved))
-        return Delivery(a.received_at, 200, "accepted", "", a.event, a.event_id, a.verified,
-                        saved)
+        return delivery
+
+    def failed(self, accepted: Accepted, exc: BaseException) -> Delivery:
+        """Any failure while handling an accepted event: 500, and its retry is a new event."""
+        self._forget(accepted.key)
+        return self.shown(Delivery(time.time(), 500, "rejected", "internal error while "
+                                   "handling the event", accepted.event, accepted.event_id,
+                                   accepted.verified, detail=f"{type(exc).__name__}: {exc}"))
+
+    def shown(self, delivery: Delivery) -> Delivery:
+        """Show a delivery that is not an accepted event; displaying never costs the answer."""
+        try:
+            self.on_delivery(delivery)
+        except Exception as exc:  # noqa: BLE001 - report, and still answer
+            self.on_notice(f"could not show a {delivery.status} delivery: "
+                           f"{type(exc).__name__}")
+        return delivery
+
+    def _forget(self, key: str) -> None:
+        with self._seen_lock:
+            self._seen.discard(key)
 
     # --- after the answer: forward and exec --------------------------------------------------
 
@@ -235,13 +256,23 @@ class Listener:
     def _exec(self, job: Job) -> None:
         try:
             proc = subprocess.run(shlex.split(self.config.exec_cmd), input=job.body,
-                                  capture_output=True, timeout=60)
+                                  capture_output=True, timeout=60,
+                                  env=_child_env(self.config.secrets))
         except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
             self.on_notice(f"--exec failed for {job.key}: {exc}")
             return
         if proc.returncode != 0:
             self.on_notice(f"--exec exited {proc.returncode} for {job.key}: "
                            f"{proc.stderr.decode('utf-8', 'replace').strip()[:200]}")
+
+
+def _child_env(secrets: list[str]) -> dict[str, str]:
+    """The environment for ``--exec``: ours, without the API key or the webhook secret (nor
+    the files they are read from, nor any variable holding a secret in use): the command
+    gets the event, not the credentials."""
+    hidden = {credentials.API_KEY.env, credentials.API_KEY.file_env,
+              credentials.WEBHOOK_SECRET.env, credentials.WEBHOOK_SECRET.file_env}
+    return {k: v for k, v in os.environ.items() if k not in hidden and v not in secrets}
 
 
 def _meta(event_id: object, received_at: float, headers: dict[str, str], **extra: str) -> dict:

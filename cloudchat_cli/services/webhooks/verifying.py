@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from cloudchat_cli.services.webhooks.signature import HEADER, SignatureFormatErr
 from cloudchat_cli.services.webhooks.store import EventStore
 
 MAX_INPUT = 64 * 1024 * 1024
+MAX_FUTURE = 300.0  # s: a timestamp further ahead than any clock skew is a forged or bad one
 
 
 @dataclass
@@ -52,8 +54,13 @@ class VerifyResult:
 
 def verify_body(body: bytes, signature: str | None, secrets: list[str], *,
                 max_age: float | None = None, source: str = "body",
-                now: float | None = None) -> VerifyResult:
-    """Verify the exact bytes; then, if asked, the event's age."""
+                now: float | None = None, strict: bool = True) -> VerifyResult:
+    """Verify the exact bytes; then, if asked, the event's age.
+
+    A signature that is not a digest in any accepted encoding is bad input (``strict``:
+    ``SignatureFormatError``, exit 2), not a mismatch; with ``strict=False`` (a directory of
+    saved events) it is reported as that event's result.
+    """
     event = events.parse_body(body)
     preview = "" if event is not None else one_line(body.decode("utf-8", "replace"), 80)
     base = {"source": source, "secrets": len(secrets), "event": event, "body_preview": preview}
@@ -62,20 +69,38 @@ def verify_body(body: bytes, signature: str | None, secrets: list[str], *,
     try:
         matched = verify(secrets, body, signature)
     except SignatureFormatError as exc:
+        if strict:
+            raise
         return VerifyResult(False, exc.message, **base)
     if matched is None:
         return VerifyResult(False, "invalid signature: it does not match this body with the "
                             "configured secret(s)", **base)
     if max_age is not None:
-        stamp = (event or {}).get("timestamp")
-        if not isinstance(stamp, int | float) or isinstance(stamp, bool):
-            return VerifyResult(False, "valid signature, but the body has no numeric timestamp "
-                                "to check --max-age against", matched=matched, **base)
-        age = (time.time() if now is None else now) - stamp
-        if age > max_age:
-            return VerifyResult(False, f"valid signature, but the event is stale: {age:.0f} s "
-                                f"old (--max-age {max_age:g})", matched=matched, **base)
+        problem = _age_problem((event or {}).get("timestamp"), max_age,
+                               time.time() if now is None else now)
+        if problem:
+            return VerifyResult(False, f"valid signature, but {problem}", matched=matched,
+                                **base)
     return VerifyResult(True, "valid signature", matched=matched, **base)
+
+
+def _age_problem(stamp: object, max_age: float, now: float) -> str | None:
+    """Why ``stamp`` fails ``--max-age``: missing, not finite, stale, or from the future."""
+    if not isinstance(stamp, int | float) or isinstance(stamp, bool):
+        return "the body has no numeric timestamp to check --max-age against"
+    try:
+        value = float(stamp)
+    except OverflowError:  # an integer beyond any float
+        value = math.inf
+    if not math.isfinite(value):
+        return f"the body's timestamp is not a finite number ({one_line(str(stamp), 20)})"
+    age = now - value
+    if age > max_age:
+        return f"the event is stale: {age:.0f} s old (--max-age {max_age:g})"
+    if -age > MAX_FUTURE:
+        return (f"the event's timestamp is {-age:.0f} s in the future (more than "
+                f"{MAX_FUTURE:g} s of clock skew: a replay with a forged or bad time?)")
+    return None
 
 
 def _read(path: Path) -> bytes:
@@ -92,6 +117,9 @@ def _read(path: Path) -> bytes:
 def verify_request_file(path: Path, secrets: list[str], *,
                         max_age: float | None = None) -> VerifyResult:
     request = parse_raw_request(_read(path))
+    if request.head.signatures > 1:
+        raise UsageError(f"{path} has {request.head.signatures} {HEADER} headers: a delivery "
+                         "carries one")
     return verify_body(request.body, request.header(HEADER), secrets, max_age=max_age,
                        source=str(path))
 
@@ -104,5 +132,10 @@ def verify_dir(directory: Path, secrets: list[str], *,
     if not saved:
         raise UsageError(f"no saved events in {directory}",
                          hint="`cloudchat webhook listen --save DIR` writes them")
-    return [verify_body(item.body, item.meta.get("signature"), secrets, max_age=max_age,
-                        source=f"{item.key}.json") for item in saved]
+    return [verify_body(item.body, _text(item.meta.get("signature")), secrets,
+                        max_age=max_age, source=f"{item.key}.json", strict=False)
+            for item in saved]
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
