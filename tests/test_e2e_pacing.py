@@ -224,3 +224,17 @@ def test_dry_run_json_plan_carries_the_schedule(env, tmp_path, cli):
     assert s["done_at"] == "2030-01-07T19:59:06+07:00"
     assert plan["eta_seconds"] == s["eta_seconds"] > 86400
     assert s["summary"].startswith("5 message(s) at 40/min (one every 1.5 s) between")
+
+
+def test_a_later_start_goes_on_by_itself(env, tmp_path, sandbox_factory):
+    box = sandbox_factory("-q")
+    cenv = limit_env(env, box, 60, 60)
+    at = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=6)
+    proc = start(cenv, "broadcast", str(csv_file(tmp_path, 2)), "-t", "Hi {name}", "--yes",
+                 "--at", f"{at:%Y-%m-%d %H:%M:%S}", "--tz", "UTC", "--spacing", "burst")
+    seen = wait_for(proc, "paused until")  # the plan is printed at once, then it waits
+    assert any("starting " in line for line in seen)
+    _, rest = proc.communicate(timeout=120)
+    assert proc.returncode == 0, "".join(seen) + rest
+    times = broadcast_times(box)
+    assert len(times) == 2 and times[0] >= at.timestamp()
