@@ -68,7 +68,7 @@ def test_history_bench_measures_ingest_and_lookup(env):
 
 def test_pacing_bench_measures_rate_and_gaps(env):
     proc = run(env, BENCH / "pacing.py", "--rows", "5", "--limit", "20", "--window", "1",
-               "--rate", "10/s", timeout=180)
+               "--rate", "2/s", timeout=180)
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + 3 and all(line.rstrip().endswith("| 0 |") for line in rows[1:])
