@@ -20,18 +20,20 @@ EPILOG = """[bold]Examples[/bold]
 
   cloudchat broadcast customers.csv -t "Halo {name}" --dry-run
   cloudchat broadcast customers.csv -t "Halo {name}" --report hasil.csv --yes
+  cloudchat broadcast customers.xlsx -t "Hi {name|Kak}" --report hasil.xlsx -y
   cloudchat broadcast customers.csv -t "Halo {name}" --yes   # run again
   cloudchat broadcast customers.csv -t "Halo {name}" --yes --again   # daily
   cloudchat broadcast customers.csv -t "Halo {name}" --dry-run --json | jq .
   cloudchat broadcast status            # every run: when, template, counts
   cloudchat broadcast discard customers.csv --yes   # drop an unfinished one
 
-CSV: a header row; a 'to' column (--to-column); optional per-row channel, type, text, \
-media_url, caption, filename; every column is a template variable. Rows are numbered as in \
-a spreadsheet (header = row 1). Exports of Excel, LibreOffice, Google Sheets and pandas are \
-read as they are (UTF-16, sep= line, empty rows and columns); a legacy file needs --encoding \
-cp1252. Keep phone numbers in a Text column: a number column turns them into 6.28123E+12 or \
-6281234567891.0, which are refused.
+CSV or .xlsx: a header row; a 'to' column (--to-column); optional per-row channel, type, \
+text, media_url, caption, filename; every column is a template variable ({name|Kak}: Kak \
+where the cell is empty). Rows are numbered as in a spreadsheet (header = row 1). CSV \
+exports of Excel, LibreOffice, Google Sheets and pandas are read as they are (UTF-16, sep= \
+line, empty rows and columns); a legacy file needs --encoding cp1252. In a CSV, keep phone \
+numbers in a Text column: a number column turns them into 6.28123E+12 or 6281234567891.0, \
+which are refused (an .xlsx keeps them exact).
 
 Exit 0 all sent, 8 some failed/unknown, 2 input errors (also --dry-run when the real run \
 would refuse) or another run of the same broadcast active, 1 journal removed or unwritable, \
