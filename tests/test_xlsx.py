@@ -257,6 +257,33 @@ def test_a_zip_that_is_not_a_workbook(tmp_path):
         open_input(BroadcastOptions(csv_path=path))
 
 
+def padded(source, target, pad):
+    """``source`` with these parts padded by XML whitespace to the given sizes."""
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w",
+                                                         zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            body = src.read(item)
+            if item.filename in pad:
+                head, sep, tail = body.rpartition(b"</")
+                body = head + b" " * (pad[item.filename] - len(body)) + sep + tail
+            dst.writestr(item.filename, body)
+    return target
+
+
+def test_a_part_that_unpacks_too_big_is_refused_before_reading(tmp_path, monkeypatch):
+    """A small file whose shared strings unpack to gigabytes must not take all the memory;
+    a big sheet is fine (it is streamed)."""
+    monkeypatch.setattr(xlsxsource, "MAX_PART", 20_000)
+    bomb = padded(LIBREOFFICE, tmp_path / "bomb.xlsx", {"xl/sharedStrings.xml": 50_000})
+    assert bomb.stat().st_size < 20_000
+    with pytest.raises(csvsource.CsvError, match="xl/sharedStrings.xml unpacks to 50,000 "
+                       "bytes; at most 20,000 are read"):
+        xlsxsource.open_xlsx(bomb)
+    big = padded(LIBREOFFICE, tmp_path / "big.xlsx", {"xl/worksheets/sheet1.xml": 100_000})
+    info, rows, _ = read(big)
+    assert len(rows) == 5
+
+
 # --- template fallbacks and empty columns -------------------------------------------------------
 
 def test_empty_template_columns_are_warned_by_row_and_strict_refuses(tmp_path):

@@ -35,6 +35,7 @@ ZIP_MAGIC = b"PK\x03\x04"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls, and any password-protected workbook
 HEADER_SEARCH = 10  # rows looked at for a header naming the recipient column
 EXACT_FLOAT = 2**53
+MAX_PART = 256 * 2**20  # unpacked bytes of a part read whole (see _check_sizes)
 # XML cannot hold a NUL, so no cell's text can be this
 UNCALCULATED = "\x00formula without a saved value"
 # openpyxl is a dependency; a packager who split it out gets this instead of a traceback
@@ -86,9 +87,29 @@ def _openpyxl():
     return openpyxl
 
 
+def _check_sizes(path: Path) -> None:
+    """Refuse a part openpyxl would hold in memory whole (the shared strings, styles…) that
+    unpacks to more than MAX_PART: a small file must not take all the memory (zip bomb). Sheets
+    are streamed, so their size does not matter. zipfile never unpacks more than the size an
+    entry declares, so the declared sizes are a bound."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for item in zf.infolist():
+                if item.file_size > MAX_PART and not item.filename.startswith("xl/worksheets/"):
+                    raise CsvError(f"{path}: {item.filename} unpacks to "
+                                   f"{item.file_size:,} bytes; at most {MAX_PART:,} are read",
+                                   hint="save the sheet as CSV UTF-8 instead")
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return  # openpyxl names the problem
+
+
 def _load(path: Path):
     openpyxl = _openpyxl()
     from zipfile import BadZipFile
+
+    _check_sizes(path)
 
     try:
         with warnings.catch_warnings():
