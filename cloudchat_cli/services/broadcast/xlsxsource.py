@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from cloudchat_cli.services.broadcast import xlsxparse
 from cloudchat_cli.services.broadcast.csvsource import (
     MAX_COLUMNS,
     MAX_FIELD,
@@ -36,8 +37,6 @@ OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls, and any password-protec
 HEADER_SEARCH = 10  # rows looked at for a header naming the recipient column
 EXACT_FLOAT = 2**53
 MAX_PART = 256 * 2**20  # unpacked bytes of a part read whole (see _check_sizes)
-# XML cannot hold a NUL, so no cell's text can be this
-UNCALCULATED = "\x00formula without a saved value"
 # openpyxl is a dependency; a packager who split it out gets this instead of a traceback
 INSTALL = "pip install openpyxl"
 
@@ -114,8 +113,7 @@ def _load(path: Path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "no default style", unknown extensions: noise
-            return openpyxl.load_workbook(path, read_only=True, data_only=True,
-                                          keep_links=False)
+            return xlsxparse.load(path)
     except (BadZipFile, KeyError, ValueError, TypeError, OSError, EOFError,
             openpyxl.utils.exceptions.InvalidFileException) as exc:
         detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
@@ -178,7 +176,7 @@ def _values(path: Path, sheet: str | None,
             found["title"] = ws.title
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for number, values in _sheet_rows(ws):
+            for number, values in xlsxparse.sheet_rows(ws):
                 yield number, [cell_text(v) for v in values]
     except CsvError:
         raise
@@ -188,43 +186,6 @@ def _values(path: Path, sheet: str | None,
                        hint="open it in Excel or LibreOffice and save it again as .xlsx") from None
     finally:
         book.close()
-
-
-def _sheet_rows(ws) -> Iterator[tuple[int, list]]:
-    """(row number, cell values) straight from the sheet's XML, by openpyxl's own parser, with
-    a formula that was never calculated marked ``UNCALCULATED`` (openpyxl alone reads it as
-    empty: a file written by a program, not saved by a spreadsheet)."""
-    try:
-        from openpyxl.worksheet._reader import FORMULA_TAG, WorkSheetParser
-
-        source = ws._get_source()
-        strings, book = ws._shared_strings, ws.parent
-    except (ImportError, AttributeError):  # another openpyxl: its public reader, no marks
-        ws.reset_dimensions()  # a wrong <dimension> (A1:XFD1048576) must not pad every row
-        for number, values in enumerate(ws.iter_rows(min_row=1, values_only=True), start=1):
-            if values:
-                yield number, list(values)
-        return
-
-    class Parser(WorkSheetParser):
-        def parse_cell(self, element):
-            cell = super().parse_cell(element)
-            # a numeric formula with no saved value (<v/>); a text result says t="str"
-            if (cell["value"] is None and element.get("t", "n") == "n"
-                    and element.find(FORMULA_TAG) is not None):
-                cell["value"] = UNCALCULATED
-            return cell
-
-    with source:
-        parser = Parser(source, strings, data_only=True, epoch=book.epoch,
-                        date_formats=book._date_formats, timedelta_formats=book._timedelta_formats)
-        for number, cells in parser.parse():
-            if not cells:
-                continue
-            values = [None] * max(cell["column"] for cell in cells)
-            for cell in cells:
-                values[cell["column"] - 1] = cell["value"]
-            yield number, values
 
 
 def _blank(values: list[str]) -> bool:
@@ -317,7 +278,7 @@ def rows(info: CsvInfo, stats: RowStats | None = None) -> Iterator[tuple[int, di
         out = {}
         for name, i in zip(info.header, info.columns, strict=True):
             value = values[i] if i < len(values) else ""
-            if value == UNCALCULATED:
+            if value == xlsxparse.UNCALCULATED:
                 raise CsvError(
                     f"{info.path}: row {number}, column {column_letter(i)} ({name!r}) is a "
                     "formula that was never calculated: the file was written by a program "
