@@ -3,11 +3,12 @@
 openpyxl parses with ``iterparse`` and clears each element it has read, but leaves the cleared
 element in the tree: ~100 bytes for every row of a sheet and for every entry of the
 shared-strings table (where Excel and LibreOffice put every text), so a million-row sheet held
-~100 MB of empty rows and its shared strings ~250 MB more (bench/xlsx.py). Here the same
-parsers run with the parent cleared as they go, and the shared strings are kept in a few big
-strings instead of one Python object each. This reaches into openpyxl's modules (pinned below
-4); if they move, the public reader is used (correct, only heavier, and without the mark for
-formulas never calculated).
+~100 MB of empty rows and its shared strings ~250 MB more (bench/xlsx.py); and a sheet
+without a <dimension> element was parsed whole, that way, just to open the workbook. Here the
+same parsers run with the parent cleared as they go, the sheet is not sized, and the shared
+strings are kept in a few big strings instead of one Python object each. This reaches into
+openpyxl's modules (pinned below 4); if they move, the public reader is used (correct, only
+heavier, and without the mark for formulas never calculated).
 """
 
 from __future__ import annotations
@@ -83,10 +84,16 @@ def load(path: Path):
     """``openpyxl.load_workbook(path, read_only=True, data_only=True, keep_links=False)``."""
     try:
         from openpyxl.reader.excel import SHARED_STRINGS, ExcelReader
+        from openpyxl.worksheet._read_only import ReadOnlyWorksheet
     except ImportError:
         import openpyxl
 
         return openpyxl.load_workbook(path, read_only=True, data_only=True, keep_links=False)
+
+    class Sheet(ReadOnlyWorksheet):
+        def _get_size(self):
+            """Not needed (rows are numbered as they come): openpyxl parses the whole sheet
+            here, keeping every row, when the <dimension> element is missing."""
 
     class Reader(ExcelReader):
         def read_strings(self):
@@ -94,6 +101,13 @@ def load(path: Path):
             if part is not None:
                 with self.archive.open(part.PartName[1:]) as src:
                     self.shared_strings = read_strings(src)
+
+        def read_worksheets(self):
+            for sheet, rel in self.parser.find_sheets():
+                if rel.target in self.valid_files and "chartsheet" not in rel.Type:
+                    ws = Sheet(self.wb, sheet.name, rel.target, self.shared_strings)
+                    ws.sheet_state = sheet.state
+                    self.wb._sheets.append(ws)
 
     reader = Reader(path, read_only=True, data_only=True, keep_links=False)
     reader.read()
