@@ -80,3 +80,12 @@ def test_pacing_bench_measures_rate_and_gaps(env):
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + 3 and all(line.rstrip().endswith("| 0 |") for line in rows[1:])
+
+
+def test_xlsx_bench_preflights_each_format(env, tmp_path):
+    proc = run(env, BENCH / "xlsx.py", "--rows", "50", "--dir", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("|")[1:4] for line in proc.stdout.splitlines()[2:]]
+    assert [(i.strip(), s.strip()) for i, _mb, s in rows] == [
+        (name, step) for name in ("csv", "xlsx (inline)", "xlsx (shared)")
+        for step in ("preflight", "report .xlsx")]

@@ -82,6 +82,23 @@ def test_template_rendering_and_errors():
             parse_template(bad)
 
 
+def test_template_fallbacks():
+    t = parse_template("Halo {name|Kak}, pesanan {order|-} {note|}{ x | Bapak/Ibu. }")
+    assert t.columns == ["name", "order", "note", "x"]
+    assert t.bare_columns == []
+    assert t.render({"name": "Budi", "order": "7", "note": "!", "x": "Ani"}) == (
+        "Halo Budi, pesanan 7 !Ani")
+    # empty or only spaces: the fallback; {note|} says empty is fine
+    assert t.render({"name": "", "order": "  ", "note": "", "x": ""}) == (
+        "Halo Kak, pesanan - Bapak/Ibu.")
+    t = parse_template("Hi {name}, {name|there} {city}")
+    assert t.bare_columns == ["name", "city"]
+    for bad in ["{|Kak}", "{name.x|Kak}", "{name[0]|Kak}", "{name|Kak:>9}", "{name|Kak!r}",
+                "{name:>9|Kak}"]:
+        with pytest.raises(TemplateError):
+            parse_template(bad)
+
+
 def test_preflight_marks_invalid_and_duplicates(tmp_path):
     path = write(tmp_path, "to,name,channel\n6281234567890,A,\n6281234567890,A,\n0812,B,\n"
                  "@bob_the_bot,C,tg\n12345,D,sms\n")

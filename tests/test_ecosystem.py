@@ -81,7 +81,8 @@ LAZY_CHECK = textwrap.dedent("""
     except SystemExit:
         pass
     heavy = sorted(m for m in sys.modules
-                   if m.split(".")[0] in ("httpx", "httpcore", "h11", "keyring", "sqlite3", "redis")
+                   if m.split(".")[0] in ("httpx", "httpcore", "h11", "keyring", "sqlite3", "redis",
+                                          "openpyxl")
                    or m.startswith("cloudchat_cli.sandbox"))
     print("HEAVY=" + ",".join(heavy), file=sys.stderr)
 """)

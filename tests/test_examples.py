@@ -83,6 +83,7 @@ def world(tmp_path: Path, env: dict[str, str], sandbox, request) -> tuple[Path, 
     (work / "customers.csv").write_text(
         "to,name,order_id\n6281234567891,Budi,ORD-17\n+62 812-3456-7892,Sari,ORD-18\n")
     (work / "berhenti.csv").write_text("to,note\n6281234567802,replied BERHENTI\n")
+    shutil.copy(Path(__file__).parent / "fixtures" / "customers.xlsx", work)  # openpyxl's
     (work / "key.txt").write_text(TEST_KEY + "\n")
     (work / "shop.key").write_text(TEST_KEY)
     (work / "shop.key").chmod(0o600)

@@ -47,7 +47,7 @@ def test_csv_reader_text(tmp_path, text):
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.sampled_from(list("{}!:.[]0 ab_") + ["name", "{name}", ">999"]),
+@given(st.lists(st.sampled_from(list("{}!:.[]0 ab_|") + ["name", "{name}", ">999"]),
                 max_size=20).map("".join),
        st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3))
 def test_template_renderer(source, values):

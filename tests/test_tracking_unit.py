@@ -236,7 +236,8 @@ def test_a_journal_made_by_the_previous_version_is_migrated_and_tracked(tmp_path
     assert jr.counts()["sent"] == 4
     jr.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == VERSION == 3
+    assert "row" in {r[1] for r in db.execute("PRAGMA table_info(seen)")}  # v3
     assert db.execute("SELECT * FROM rows ORDER BY row").fetchall() == before
     db.close()
 

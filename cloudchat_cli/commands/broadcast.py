@@ -20,18 +20,20 @@ EPILOG = """[bold]Examples[/bold]
 
   cloudchat broadcast customers.csv -t "Halo {name}" --dry-run
   cloudchat broadcast customers.csv -t "Halo {name}" --report hasil.csv --yes
+  cloudchat broadcast customers.xlsx -t "Hi {name|Kak}" --report hasil.xlsx -y
   cloudchat broadcast customers.csv -t "Halo {name}" --yes   # run again
   cloudchat broadcast customers.csv -t "Halo {name}" --yes --again   # daily
   cloudchat broadcast customers.csv -t "Halo {name}" --dry-run --json | jq .
   cloudchat broadcast status            # every run: when, template, counts
   cloudchat broadcast discard customers.csv --yes   # drop an unfinished one
 
-CSV: a header row; a 'to' column (--to-column); optional per-row channel, type, text, \
-media_url, caption, filename; every column is a template variable. Rows are numbered as in \
-a spreadsheet (header = row 1). Exports of Excel, LibreOffice, Google Sheets and pandas are \
-read as they are (UTF-16, sep= line, empty rows and columns); a legacy file needs --encoding \
-cp1252. Keep phone numbers in a Text column: a number column turns them into 6.28123E+12 or \
-6281234567891.0, which are refused.
+CSV or .xlsx: a header row; a 'to' column (--to-column); optional per-row channel, type, \
+text, media_url, caption, filename; every column is a template variable ({name|Kak}: Kak \
+where the cell is empty). Rows are numbered as in a spreadsheet (header = row 1). CSV \
+exports of Excel, LibreOffice, Google Sheets and pandas are read as they are (UTF-16, sep= \
+line, empty rows and columns); a legacy file needs --encoding cp1252. In a CSV, keep phone \
+numbers in a Text column: a number column turns them into 6.28123E+12 or 6281234567891.0, \
+which are refused (an .xlsx keeps them exact).
 
 Exit 0 all sent, 8 some failed/unknown, 2 input errors (also --dry-run when the real run \
 would refuse) or another run of the same broadcast active, 1 journal removed or unwritable, \
@@ -67,7 +69,7 @@ def _read_template(template: str | None, template_file: Path | None) -> str | No
 @app.command("run", hidden=True, epilog=EPILOG)
 def run(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., help="The CSV file.", show_default=False),
+    file: Path = typer.Argument(..., help="The CSV or .xlsx file.", show_default=False),
     template: str | None = typer.Option(
         None, "--template", "-t", help='Message template, e.g. "Halo {name}".',
         show_default=False),
@@ -84,6 +86,12 @@ def run(
     encoding: str | None = typer.Option(
         None, "--encoding", help="Encoding of a legacy CSV, e.g. cp1252 or latin-1 (default: "
         "UTF-8; a UTF-16 or UTF-8 byte-order mark is always honoured).", show_default=False),
+    sheet: str | None = typer.Option(
+        None, "--sheet", help="Sheet of an .xlsx workbook (default: the first).",
+        show_default=False),
+    strict: bool = typer.Option(
+        False, "--strict", help="Refuse when a template {column} is empty in some row (without "
+        "it: a warning)."),
     skip_invalid: bool = typer.Option(
         False, "--skip-invalid", help="Send the valid rows; report the invalid ones."),
     allow_duplicates: bool = typer.Option(
@@ -100,7 +108,8 @@ def run(
         None, "--journal", help="Journal file (default: one per CSV in the state dir).",
         show_default=False),
     report: Path | None = typer.Option(
-        None, "--report", help="Write a per-row results CSV here (at the end or on interrupt).",
+        None, "--report", help="Write a per-row report here, .xlsx or CSV (at the end or on "
+        "interrupt), with the input's columns.",
         show_default=False),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Resend rows that failed."),
     retry_unknown: bool = typer.Option(
@@ -154,8 +163,11 @@ def run(
         delimiter=delimiter,
         allow_duplicates=allow_duplicates,
         encoding=encoding,
+        sheet=sheet,
     )
     info, tmpl = planning.prepare(options)
+    if report is not None:
+        report = service.report_target(report, info)
     if exclude is not None:
         runs.check_exclude(exclude, cfg.default_country_code)  # before anything is written
     api = "sandbox" if session.options.sandbox else cfg.base_url  # its port changes every run
@@ -166,7 +178,7 @@ def run(
                                  default_country_code=cfg.default_country_code)
     if dry_run:
         _dry_run(info, tmpl, options, preview, etiquette, withhold, skip_invalid=skip_invalid,
-                 json_out=json_out)
+                 json_out=json_out, strict=strict)
         return
     opened = runs.open_run(path, info, options, explicit=journal is not None, again=again,
                            identity=ident)
@@ -191,6 +203,10 @@ def run(
             if not opened.resumed:
                 jr.discard()
             raise _refusal(plan)
+        if (strict_error := planning.refusal(plan, strict)) is not None:
+            if not opened.resumed:
+                jr.discard()
+            raise strict_error
         counts = jr.counts()
         if not quiet:
             _show_plan(plan, counts, etiquette, resumed=opened.resumed)
@@ -313,7 +329,7 @@ def _show_plan(plan, counts, etiquette, *, resumed: bool) -> None:
 
 
 def _dry_run(info, tmpl, options, preview: int, etiquette, withhold, *, skip_invalid: bool,
-             json_out: bool) -> None:
+             json_out: bool, strict: bool = False) -> None:
     """Check every row like the real run; exit 2 exactly when the real run would refuse."""
     import tempfile
 
@@ -332,7 +348,7 @@ def _dry_run(info, tmpl, options, preview: int, etiquette, withhold, *, skip_inv
             if json_out:
                 data = planning.plan_json(
                     plan, counts, etiquette, info, preview=shown, skip_invalid=skip_invalid,
-                    invalid=planning.invalid_rows(jr, options))
+                    invalid=planning.invalid_rows(jr, options), strict=strict)
                 data["withheld"] = {
                     "already_sent": held.already_sent, "last_sent_at": held.last_sent_at,
                     "again": held.again, "opted_out": held.opted_out, "excluded": held.excluded}
@@ -347,6 +363,8 @@ def _dry_run(info, tmpl, options, preview: int, etiquette, withhold, *, skip_inv
             jr.close()
     if plan.invalid and not skip_invalid:
         raise _refusal(plan)
+    if (strict_error := planning.refusal(plan, strict)) is not None:
+        raise strict_error
     if not json_out:
         console.info("Dry run: nothing was sent.")
 
@@ -455,6 +473,8 @@ def service_report(jr, report: Path, quiet: bool) -> None:
     from cloudchat_cli.services.broadcast import service
 
     rows = service.write_report(jr, report)
+    if getattr(report, "note", None):
+        console.warn(report.note)
     if not quiet:
         console.info(f"Report: {report} ({rows} rows)")
 

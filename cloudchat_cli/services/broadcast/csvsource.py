@@ -52,6 +52,8 @@ class CsvInfo:
     sep_line: bool = False  # the file starts with Excel's sep=X line
     index_column: bool = False  # an unnamed leading column (pandas' index) is ignored
     notes: tuple[str, ...] = ()  # what was ignored, said once in the plan
+    sheet: str | None = None  # a workbook's sheet (xlsxsource); then delimiter, encoding ""
+    header_row: int = 1
 
 
 @dataclass

@@ -23,7 +23,8 @@ STATES = ("pending", "sending", "sent", "failed", "unknown", "invalid", "skipped
 # Rows a run leaves alone on purpose (besides invalid ones and duplicates): received before,
 # on the opt-out list, or in --exclude. Never sent, never "pending".
 WITHHELD = ("already_sent", "opted_out", "excluded")
-VERSION = 2  # PRAGMA user_version; 0 = before rows.digest, 1 = before delivery tracking
+VERSION = 3  # PRAGMA user_version; 0 = before rows.digest, 1 = before delivery tracking,
+# 2 = before seen.row (the row a duplicate duplicates).
 # v2: what `broadcast track` learnt from status events (services/broadcast/tracking.py).
 # delivery: per row the furthest status (rank 1 sent, 2 delivered, 3 read, 4 failed) and when;
 # event_files: the saved-event files already read (name, size, mtime), so a re-run reads only
@@ -62,7 +63,7 @@ CREATE TABLE IF NOT EXISTS rows (
     digest BLOB
 );
 CREATE INDEX IF NOT EXISTS rows_by_state ON rows (state, row);
-CREATE TABLE IF NOT EXISTS seen (hash BLOB PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seen (hash BLOB PRIMARY KEY, row INTEGER) WITHOUT ROWID;
 """
 
 
@@ -125,6 +126,9 @@ class Journal:
                 for statement in TRACKING_SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
+            if "row" not in {r[1] for r in db.execute("PRAGMA table_info(seen)")}:
+                # v2: only a new preflight fills it (a resumed plan keeps its wording)
+                db.execute("ALTER TABLE seen ADD COLUMN row INTEGER")
             db.execute(f"PRAGMA user_version = {VERSION}")
 
         if self._tx(lambda db: db.execute("PRAGMA user_version").fetchone()[0],
@@ -219,12 +223,14 @@ class Journal:
                 dup = False
                 if digest is not None:
                     dup = db.execute(
-                        "INSERT OR IGNORE INTO seen (hash) VALUES (?)", (digest,)
+                        "INSERT OR IGNORE INTO seen (hash, row) VALUES (?, ?)", (digest, row)
                     ).rowcount == 0
                 elif payload is not None:
                     digest = message_digest(json.loads(payload))
                 if dup:
-                    state, error = "skipped", "duplicate of an earlier row"
+                    first = db.execute("SELECT row FROM seen WHERE hash = ?",
+                                       (digest,)).fetchone()[0]
+                    state, error = "skipped", f"duplicate of row {first}"
                 db.execute(
                     "INSERT INTO rows (row, recipient, channel, payload, state, error, updated, "
                     "digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

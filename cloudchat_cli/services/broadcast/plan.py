@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cloudchat_cli.core.errors import UsageError
-from cloudchat_cli.services.broadcast import csvsource
+from cloudchat_cli.services.broadcast import csvsource, xlsxsource
 from cloudchat_cli.services.broadcast.history import message_digest
 from cloudchat_cli.services.broadcast.journal import Journal
 from cloudchat_cli.services.broadcast.template import Template, parse_template
@@ -41,12 +41,14 @@ class BroadcastOptions:
     delimiter: str | None = None
     allow_duplicates: bool = False
     encoding: str | None = None  # --encoding for a legacy file; a BOM wins
+    sheet: str | None = None  # --sheet of a workbook (default: its first)
 
     def fingerprint(self) -> str:
         data = asdict(self)
         data["csv_path"] = str(Path(self.csv_path).resolve())
-        if data["encoding"] is None:
-            del data["encoding"]  # journals written before --encoding existed still resume
+        for name in ("encoding", "sheet"):
+            if data[name] is None:
+                del data[name]  # journals written before the option existed still resume
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def describe(self) -> dict:
@@ -68,9 +70,27 @@ class Plan:
     warnings: list[dict] = field(default_factory=list)  # e.g. unexpected country codes
 
 
+def open_input(options: BroadcastOptions) -> csvsource.CsvInfo:
+    """Open the input as a workbook (.xlsx/.xlsm, by name and content) or as CSV text."""
+    path = Path(options.csv_path)
+    if xlsxsource.is_workbook(path):
+        if options.delimiter is not None or options.encoding is not None:
+            raise UsageError("--delimiter and --encoding are for CSV files, not workbooks")
+        return xlsxsource.open_xlsx(path, options.sheet, options.to_column)
+    if options.sheet is not None:
+        raise UsageError(f"--sheet is for .xlsx workbooks; {path} is read as CSV")
+    return csvsource.open_csv(path, options.delimiter, options.encoding)
+
+
+def input_rows(info: csvsource.CsvInfo, stats: csvsource.RowStats | None = None):
+    """The input's data rows as (row number, {column: value}), whatever its format."""
+    reader = xlsxsource.rows if info.sheet is not None else csvsource.rows
+    return reader(info, stats)
+
+
 def prepare(options: BroadcastOptions) -> tuple[csvsource.CsvInfo, Template | None]:
-    """Open the CSV, check its header against the options and the template."""
-    info = csvsource.open_csv(Path(options.csv_path), options.delimiter, options.encoding)
+    """Open the input, check its header against the options and the template."""
+    info = open_input(options)
     if options.to_column not in info.header:
         raise csvsource.CsvError(
             f"{info.path}: no {options.to_column!r} column in the header",
@@ -132,7 +152,8 @@ def run_preflight(
         batch.clear()
         hashes.clear()
 
-    for number, values in csvsource.rows(info, stats):
+    blanks = Blanks(template)
+    for number, values in input_rows(info, stats):
         seen += 1
         recipient = values.get(options.to_column, "")
         try:
@@ -148,6 +169,7 @@ def run_preflight(
             batch.append((number, payload["to"], payload["channel"],
                           json.dumps(payload, ensure_ascii=False), "pending", None))
             hashes.append(None if options.allow_duplicates else _digest(payload))
+            blanks.add(number, values)
             if payload["channel"] == "whatsapp":
                 codes.add(number, payload["to"])
         if len(batch) >= BATCH:
@@ -163,7 +185,7 @@ def run_preflight(
     journal.set_meta(plan_extra={
         "empty_rows": stats.empty,
         "notes": list(info.notes) + advice,
-        "warnings": codes.warnings(options.default_country_code),
+        "warnings": blanks.warnings() + codes.warnings(options.default_country_code),
     })
     journal.set_meta(preflight_done="1")
     return summarise(journal)
@@ -190,7 +212,7 @@ def summarise(journal: Journal, error_limit: int = 20) -> Plan:
 
 
 def plan_json(plan: Plan, counts: dict, etiquette, info: csvsource.CsvInfo, *, preview: list,
-              skip_invalid: bool, invalid: list[dict]) -> dict:
+              skip_invalid: bool, invalid: list[dict], strict: bool = False) -> dict:
     """The whole plan as one JSON object (``broadcast --dry-run --json``); ``etiquette`` is
     the run's pacing.Etiquette (its schedule gives the ETA)."""
     import time
@@ -199,10 +221,11 @@ def plan_json(plan: Plan, counts: dict, etiquette, info: csvsource.CsvInfo, *, p
     pacing = etiquette.pacing
     return {
         "dry_run": True,
-        "would_refuse": bool(plan.invalid and not skip_invalid),
+        "would_refuse": bool(plan.invalid and not skip_invalid) or bool(refusal(plan, strict)),
         "csv": str(info.path),
-        "encoding": info.encoding,
-        "delimiter": info.delimiter,
+        "sheet": info.sheet,
+        "encoding": info.encoding or None,
+        "delimiter": info.delimiter or None,
         "rows": plan.rows,
         "valid": plan.valid,
         "invalid": plan.invalid,
@@ -234,6 +257,52 @@ def invalid_rows(journal: Journal, options: BroadcastOptions) -> list[dict]:
                 break
         found.append({"row": row, "column": column, "reason": text.removeprefix(": ")})
     return found
+
+
+def refusal(plan: Plan, strict: bool) -> UsageError | None:
+    """The error ``--strict`` makes of the plan's warnings about empty template columns."""
+    empty = [w for w in plan.warnings if w.get("type") == "empty_column"]
+    if not (strict and empty):
+        return None
+    where = "; ".join(
+        f"{{{w['column']}}} is empty in row(s) {', '.join(map(str, w['rows']))}"
+        + (f" and {w['count'] - len(w['rows'])} more" if w["count"] > len(w["rows"]) else "")
+        for w in empty)
+    return UsageError(f"--strict: {where}; nothing was sent",
+                      hint="fill the cells, or give the template a fallback, e.g. {name|Kak}")
+
+
+class Blanks:
+    """Rows whose message would have a gap: a template ``{column}`` (no fallback) that is empty."""
+
+    EXAMPLES = 10
+
+    def __init__(self, template: Template | None) -> None:
+        self.columns = template.bare_columns if template is not None else []
+        self.rows: dict[str, list[int]] = {c: [] for c in self.columns}
+        self.counts: Counter[str] = Counter()
+
+    def add(self, row: int, values: dict[str, str]) -> None:
+        for column in self.columns:
+            if not values[column].strip():
+                self.counts[column] += 1
+                if len(self.rows[column]) < self.EXAMPLES:
+                    self.rows[column].append(row)
+
+    def warnings(self) -> list[dict]:
+        found = []
+        for column in self.columns:
+            count = self.counts[column]
+            if not count:
+                continue
+            rows = self.rows[column]
+            shown = ", ".join(map(str, rows)) + (", …" if count > len(rows) else "")
+            found.append({
+                "type": "empty_column", "column": column, "count": count, "rows": rows,
+                "message": f"{{{column}}} is empty in {count} row(s): row(s) {shown}; the message "
+                f"has a gap there. Fill the cells, give a fallback like {{{column}|Kak}}, or "
+                f"--strict to refuse"})
+        return found
 
 
 class CountryCodes:

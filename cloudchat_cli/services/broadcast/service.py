@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import time
@@ -11,12 +10,12 @@ from pathlib import Path
 
 from cloudchat_cli.core import paths
 from cloudchat_cli.core.errors import UsageError
+from cloudchat_cli.services.broadcast import report
 from cloudchat_cli.services.broadcast.csvsource import CsvInfo
 from cloudchat_cli.services.broadcast.journal import Journal, JournalError, JournalMoved
 from cloudchat_cli.services.broadcast.lock import JournalLock
 from cloudchat_cli.services.broadcast.plan import BroadcastOptions
-
-REPORT_COLUMNS = ["row", "to", "channel", "status", "message_id", "http_status", "error"]
+from cloudchat_cli.services.broadcast.report import safe_cell as safe_cell
 
 
 def journals_dir() -> Path:
@@ -198,45 +197,14 @@ def rescue(journal: Journal, moved: JournalMoved) -> Path | None:
     return target
 
 
-# Spreadsheets evaluate a cell starting with these as a formula (OWASP "CSV injection"); the
-# full-width forms are read as formulas by some locales' Excel too.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+def report_target(path: Path, info: CsvInfo) -> report.ReportTarget:
+    """``--report PATH`` checked before anything is sent; it carries the input's columns."""
+    return report.target(path, info)
 
 
-def safe_cell(value: object) -> str:
-    """Neutralise a report cell: prefix one apostrophe to anything a spreadsheet could evaluate.
-
-    A cell that already starts with an apostrophe gets one too, so removing exactly one leading
-    apostrophe always gives back the original text (``'+62 812`` → ``+62 812``)."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith((*_FORMULA_START, "'")) else text
-
-
-def write_report(journal: Journal, path: Path) -> int:
-    """Write the per-row report atomically (temp file + rename); return the number of rows."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    count = 0
-    try:
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(REPORT_COLUMNS)
-            for row, recipient, channel, state, message_id, http_status, error in (
-                journal.report_rows()
-            ):
-                if state == "sending" and not error:
-                    error = ("its request may have gone out but the answer was not recorded "
-                             "(the run stopped, or the journal could not be written); it may "
-                             "have been delivered")
-                writer.writerow([safe_cell(cell) for cell in (
-                    row, recipient, channel, settled(state), message_id, http_status or "",
-                    error)])
-                count += 1
-        tmp.replace(path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write the report {path}: {exc.strerror}") from None
-    return count
+def write_report(journal: Journal, target: report.ReportTarget | Path) -> int:
+    """Write the per-row report (.xlsx or CSV) atomically; return the number of rows."""
+    return report.write(journal, target)
 
 
 def list_journals() -> list[Path]:
