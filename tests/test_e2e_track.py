@@ -83,7 +83,7 @@ def test_track_shows_exactly_what_the_sandbox_did(tmp_path, wenv, sandbox_factor
     assert set(by_id) == {m["id"] for m in truth["messages"]}
     for m in truth["messages"]:
         row = by_id[m["id"]]
-        assert row["to"] == m["to"]
+        assert row["recipient"] == m["to"]
         if m["id"] in failing:
             assert (row["delivery"], row["delivery_error"]) == ("failed", SANDBOX_FAILURE)
             assert row["failed_at"] and not row["delivered_at"]

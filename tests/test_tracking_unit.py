@@ -192,7 +192,7 @@ def test_report_has_delivery_columns_and_is_formula_safe(tmp_path):
     out = tmp_path / "r.csv"
     assert tracker.write_report(out, 3600) == 2
     lines = list(csv.DictReader(out.open(encoding="utf-8")))
-    assert lines[0]["to"] == "'=HYPERLINK(1)" and lines[0]["delivery"] == "failed"
+    assert lines[0]["recipient"] == "'=HYPERLINK(1)" and lines[0]["delivery"] == "failed"
     assert lines[0]["delivery_error"] == "'+bad =reason"
     assert lines[0]["failed_at"] == "2027-01-15T08:00:05Z"
     assert lines[1]["delivery"] == "stale"

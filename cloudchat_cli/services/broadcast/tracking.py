@@ -23,7 +23,8 @@ from pathlib import Path
 
 from cloudchat_cli.core.errors import UsageError
 from cloudchat_cli.services.broadcast.journal import Journal
-from cloudchat_cli.services.broadcast.service import REPORT_COLUMNS, safe_cell
+from cloudchat_cli.services.broadcast.report import COLUMNS as REPORT_COLUMNS
+from cloudchat_cli.services.broadcast.report import safe_cell
 from cloudchat_cli.services.webhooks.store import NotSavedEvent, read_saved
 
 RANKS = {"sent": 1, "delivered": 2, "read": 3, "failed": 4}
@@ -339,7 +340,8 @@ def _report_line(item: tuple, cutoff: float) -> list:
         else:
             delivery = "stale" if (updated or 0) < cutoff else (
                 "sent" if rank == 1 else "no status yet")
-    return [row, recipient, channel, state, message_id, http_status or "", error, delivery,
+    # the broadcast report's columns (report.COLUMNS), then the delivery columns
+    return [row, channel, recipient, state, message_id, http_status or "", error, delivery,
             iso(sent_at), iso(delivered_at), iso(read_at), iso(failed_at), derror]
 
 
