@@ -335,7 +335,7 @@ def test_a_version_1_journal_gains_the_first_row_of_each_message(tmp_path):
     db.close()
     Journal(path).close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == VERSION == 3
     assert "row" in {r[1] for r in db.execute("PRAGMA table_info(seen)")}
     db.close()
 
