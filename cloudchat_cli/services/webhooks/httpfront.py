@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 MAX_HEADER_BYTES = 64 * 1024
 CHECK_ON_LOOP = 64 * 1024  # bodies up to this size are verified on the loop (~30 us each)
 READ_SIZE = 64 * 1024
+HEALTH_PATH = "/healthz"  # GET: 200 with the forward queue's counts (no event contents)
 LINGER = 2.0  # s: how long the unread body of a refused request is drained before closing
 
 
@@ -183,18 +184,20 @@ class AsyncFront:
         if isinstance(event, h11.ConnectionClosed):
             return False
         head = head_of(event)
-        self._check_head(head)  # raises _Refuse before any of the body is read
-        body = await self._body(conn, reader, writer, head)
-        delivery = await self._deliver(body, head.headers)
-        if delivery.status == 200:
-            payload = {"status": "duplicate" if delivery.outcome == "duplicate" else "ok"}
+        if head.method == "GET" and head.target.split("?", 1)[0] == HEALTH_PATH:
+            await self._body(conn, reader, writer, head)
+            status, payload = 200, self.listener.health()
         else:
-            payload = {"error": delivery.reason}
+            self._check_head(head)  # raises _Refuse before any of the body is read
+            body = await self._body(conn, reader, writer, head)
+            delivery = await self._deliver(body, head.headers)
+            status, payload = delivery.status, _answer(delivery)
         # h11 has the request's keep-alive wish: MUST_CLOSE after "Connection: close"/HTTP/1.0
         keep = conn.their_state is h11.DONE and not self._stop.is_set()
-        writer.write(_response(delivery.status, payload, close=not keep))
+        writer.write(_response(status, payload, close=not keep))
         await writer.drain()
         return keep
+
 
     def _check_head(self, head: RequestHead) -> None:
         """Refuse from the headers alone what the body cannot fix (before ``100 Continue``)."""
@@ -302,6 +305,12 @@ class AsyncFront:
                     pass
         except (ConnectionError, TimeoutError):
             pass
+
+
+def _answer(delivery: Delivery) -> dict:
+    if delivery.status == 200:
+        return {"status": "duplicate" if delivery.outcome == "duplicate" else "ok"}
+    return {"error": delivery.reason}
 
 
 def _connection() -> h11.Connection:

@@ -1,0 +1,104 @@
+"""``webhook listen --print-systemd-unit``: a unit that runs the same command, without secrets.
+
+The command line is the one given (same options, same order), less the flag itself. A
+``--secret-file`` becomes a systemd credential (``LoadCredential=``, read by systemd as root
+and handed to the service in its private credentials directory); without one, the unit reads
+the secret from a credential at ``/etc/cloudchat/webhook-secret``, which the operator creates.
+The secret's value never appears in the unit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+CREDENTIAL = "webhook-secret"
+DEFAULT_SECRET = "/etc/cloudchat/webhook-secret"
+SELF_FLAG = "--print-systemd-unit"
+
+
+class _Specifier(str):
+    """A word of our own that uses a systemd specifier (``%d``): not escaped."""
+
+
+def _quote(word: str) -> str:
+    """One word of ``ExecStart=``, quoted for systemd: ``%`` and ``$`` are escaped, so a
+    value is passed as written (systemd would expand specifiers and variables)."""
+    if isinstance(word, _Specifier):
+        return str(word)
+    text = word.replace("%", "%%").replace("$", "$$")
+    if text and all(c.isalnum() or c in "-_./:=,@+" for c in text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _executable(argv0: str) -> list[str]:
+    if argv0.endswith(".py") or Path(argv0).name == "__main__.py":
+        return [sys.executable, "-m", "cloudchat_cli"]
+    found = argv0 if os.sep in argv0 else (shutil.which(argv0) or argv0)
+    return [str(Path(found).absolute())]
+
+
+def systemd_unit(argv: list[str], *, cwd: Path, user: str | None,
+                 secret_file_env: str | None = None, no_verify: bool = False) -> str:
+    """The unit for ``argv`` (``sys.argv``: the program, then its arguments)."""
+    words = _executable(argv[0])
+    creds: list[str] = []
+    args = argv[1:]
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == SELF_FLAG:
+            i += 1
+            continue
+        value = None
+        if arg == "--secret-file" and i + 1 < len(args):
+            value, i = args[i + 1], i + 2
+        elif arg.startswith("--secret-file="):
+            value, i = arg.split("=", 1)[1], i + 1
+        else:
+            words.append(arg)
+            i += 1
+            continue
+        name = f"{CREDENTIAL}-{len(creds) + 1}"
+        creds.append(f"LoadCredential={name}:{(cwd / value).absolute()}")
+        words += ["--secret-file", _Specifier(f"%d/{name}")]
+    lines = [
+        "[Unit]",
+        "Description=CloudChat webhook listener (cloudchat webhook listen)",
+        "Wants=network-online.target",
+        "After=network-online.target",
+        "",
+        "[Service]",
+        "Type=simple",
+    ]
+    if user and user != "root":
+        lines.append(f"User={user}")
+    lines += [f"WorkingDirectory={_quote(str(cwd))}",
+              "# the forward queue and outbox live here when there is no --save",
+              "StateDirectory=cloudchat",
+              "Environment=CLOUDCHAT_STATE_DIR=%S/cloudchat",
+              "Environment=CLOUDCHAT_NO_KEYRING=1"]
+    if not no_verify and not creds:
+        source = secret_file_env or DEFAULT_SECRET
+        lines += ["# the webhook secret: a file only root reads (one secret per line); systemd",
+                  "# hands it to the service without putting it in the environment or here",
+                  f"LoadCredential={CREDENTIAL}:{source}",
+                  f"Environment=CLOUDCHAT_WEBHOOK_SECRET_FILE=%d/{CREDENTIAL}"]
+    lines += creds
+    lines += [
+        "ExecStart=" + " ".join(_quote(w) for w in words),
+        "# SIGTERM: finish deliveries in flight; waiting events stay queued on disk",
+        "KillSignal=SIGTERM",
+        "TimeoutStopSec=30",
+        "Restart=on-failure",
+        "RestartSec=2",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+    ]
+    return "\n".join(lines) + "\n"
