@@ -79,6 +79,17 @@ class Forwarder:
     # --- the loop --------------------------------------------------------------------------
 
     def _run(self) -> None:
+        while True:
+            try:
+                self._loop()
+                return
+            except Exception as exc:  # noqa: BLE001 - e.g. the disk is full: say so, go on
+                message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+                self.on_notice(f"forward queue: {message}; trying again in 5 s")
+                if self._stopping.wait(5.0):
+                    return
+
+    def _loop(self) -> None:
         grace_end: float | None = None
         while True:
             if self._stopping.is_set() and grace_end is None:
