@@ -98,7 +98,7 @@ def test_forwarder_keeps_order_behind_a_failing_head_and_skips_a_refused_event(t
     answers = {"e1": [None, 200], "e2": [422], "e3": [200]}
     sent, notices = [], []
 
-    def send(url, body, headers, retry):
+    def send(url, body, headers, retry, client):
         key = body.decode().split('"')[3]
         sent.append(key)
         status = answers[key].pop(0)

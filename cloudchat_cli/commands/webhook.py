@@ -384,10 +384,11 @@ REPLAY_EPILOG = """[bold]Examples[/bold]
 
   cloudchat webhook replay ./events --to http://127.0.0.1:3000/hook
   cloudchat webhook replay ./events --to http://127.0.0.1:3000/hook --all --since 2h
-  cloudchat webhook replay ./events --to http://127.0.0.1:3000/hook --id evt_123456
+  cloudchat webhook replay ./events --to http://127.0.0.1:3000/hook --no-retry --json
 
 Each event is posted byte-exact with the headers CloudChat sent (its signature included), \
 oldest first, retried like `trigger`; the first that is still refused stops the replay. \
+--id EVT picks events by id. Delivered events are marked in DIR/forward.sqlite. \
 Exit 0 all delivered, 6 the app kept answering 5xx, 7 it never answered, 1 another answer \
 (or unreadable event files), 2 bad input.
 """

@@ -19,7 +19,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cloudchat_cli.services.webhooks.delivery import Attempt, deliver
+import httpx
+
+from cloudchat_cli.core.deadline import NO_KEEPALIVE
+from cloudchat_cli.services.webhooks.delivery import TIMEOUT, Attempt, deliver
 from cloudchat_cli.services.webhooks.queue import ForwardQueue, Waiting
 from cloudchat_cli.services.webhooks.store import EventStore, original_headers
 
@@ -54,6 +57,7 @@ class Forwarder:
         self._stopping = threading.Event()
         self._down_since: float | None = None
         self._last_status = time.monotonic()
+        self._client: httpx.Client | None = None
         self._thread = threading.Thread(target=self._run, name="forward", daemon=True)
 
     def start(self) -> None:
@@ -79,6 +83,16 @@ class Forwarder:
     # --- the loop --------------------------------------------------------------------------
 
     def _run(self) -> None:
+        # One client for the thread: building one per attempt (its TLS context) cost more
+        # than the delivery itself over loopback. No keep-alive: each attempt is a new
+        # connection, watched for the 5 s total deadline.
+        self._client = httpx.Client(timeout=TIMEOUT, limits=NO_KEEPALIVE)
+        try:
+            self._guarded()
+        finally:
+            self._client.close()
+
+    def _guarded(self) -> None:
         while True:
             try:
                 self._loop()
@@ -117,7 +131,7 @@ class Forwarder:
                            "missing or unreadable")
             return True
         attempt = self._send(self.url, saved.body, original_headers(saved.meta),
-                             retry=False)[-1]
+                             retry=False, client=self._client)[-1]
         if attempt.ok:
             self.queue.delivered(head.key)
             if self.verbose:
