@@ -159,6 +159,30 @@ def test_listener_killed_with_a_pending_queue_resumes_it_after_restart(tmp_path,
     assert second.stop() == 0 and app.lines.empty()
 
 
+def test_sigusr1_retries_the_queue_now_instead_of_waiting_out_the_backoff(tmp_path, listeners,
+                                                                         apps):
+    port = free_port()
+    lis = listeners("--save", str(tmp_path / "events"), "--forward-to",
+                    f"http://127.0.0.1:{port}/hook", "--forward-retry-delays", "3600")
+    post_all(lis, ["evt_u1", "evt_u2"])
+    lis.error_line("is not taking events")  # the next attempt is an hour away
+    app = apps(port)
+    lis.proc.send_signal(signal.SIGUSR1)
+    assert "retrying 2 waiting event(s) now" in lis.error_line("retrying")
+    assert [g["id"] for g in app.received(2)] == ["evt_u1", "evt_u2"]
+    lis.error_line("is back")
+    assert lis.stop() == 0
+
+
+def test_a_periodic_line_says_how_many_wait(tmp_path, listeners):
+    port = free_port()
+    lis = listeners("--forward-to", f"http://127.0.0.1:{port}/hook", *FAST,
+                    "--status-every", "0.2")
+    post_all(lis, ["evt_w1", "evt_w2", "evt_w3"])
+    line = lis.error_line("event(s) waiting for")
+    assert "3 event(s) waiting" in line and "oldest" in line
+
+
 def test_stop_with_the_app_down_says_how_many_wait_and_the_next_run_sends_them(tmp_path,
                                                                              listeners, apps):
     port = free_port()

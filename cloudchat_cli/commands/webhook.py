@@ -58,7 +58,8 @@ answers 200 with the forward queue's counts.
 Forwarding runs after the answer, from a queue on disk (forward.sqlite in --save DIR, else in \
 the state dir's outbox): while the app is down events keep being accepted and wait, in \
 arrival order, retried at 2, 4, 8 s then doubling up to --forward-max-delay (1h), given up \
-after --forward-give-up-after (3d); a restarted listener resumes them.
+after --forward-give-up-after (3d); a restarted listener resumes them. SIGUSR1 retries them \
+at once (the app is back).
 
 """ + SECRET_NOTE
 

@@ -55,6 +55,7 @@ class Forwarder:
         self._send = send
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._retry_now = threading.Event()
         self._down_since: float | None = None
         self._last_status = time.monotonic()
         self._client: httpx.Client | None = None
@@ -70,6 +71,11 @@ class Forwarder:
 
     def wake(self) -> None:
         """A new event is queued: look at the head again (it may be this one)."""
+        self._wake.set()
+
+    def retry_now(self) -> None:
+        """Make every waiting event due now (the operator knows the app is back)."""
+        self._retry_now.set()
         self._wake.set()
 
     def stop(self) -> None:
@@ -108,6 +114,10 @@ class Forwarder:
         while True:
             if self._stopping.is_set() and grace_end is None:
                 grace_end = time.monotonic() + STOP_GRACE
+            if self._retry_now.is_set():
+                self._retry_now.clear()
+                waiting = self.queue.make_due()
+                self.on_notice(f"forward queue: retrying {waiting} waiting event(s) now")
             head = self.queue.head()
             now = self.queue.clock()
             if grace_end is not None and (head is None or head.next_at > now

@@ -106,6 +106,8 @@ class AsyncFront:
         try:
             asyncio.run(self._main(signals))
         finally:
+            if main:
+                signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # no longer meaningful
             for sig, handler in previous.items():  # only the main thread handles signals
                 signal.signal(sig, handler)
 
@@ -121,6 +123,8 @@ class AsyncFront:
         if threading.current_thread() is threading.main_thread():
             for sig in signals:
                 loop.add_signal_handler(sig, self._stop.set)
+            # SIGUSR1: retry the forward queue now (the operator knows the app is back)
+            loop.add_signal_handler(signal.SIGUSR1, self.listener.retry_now)
         try:
             server = await asyncio.start_server(self._client, sock=self.sock,
                                                 limit=MAX_HEADER_BYTES)

@@ -150,15 +150,20 @@ class Listener:
         """Queue the events saved since forwarding began whose queue row a crash lost
         (saved and fsynced, but killed before the row was written: no 200 was sent, and
         CloudChat's retry is a duplicate of the saved file)."""
-        known = set(self.queue.states())
         since = self.queue.forwarding_since()
-        missing = [(e.key, float(e.meta.get("received_at") or 0))
-                   for e in self.store.load_all()
-                   if e.key not in known and e.key in self._seen
-                   and isinstance(e.meta.get("saved_at"), int | float)
-                   and e.meta["saved_at"] >= since]
+        missing = []
+        for key in self.store.keys() - set(self.queue.states()):  # reads only those files
+            saved = self.store.load(key)
+            stamp = saved.meta.get("saved_at") if saved else None
+            if isinstance(stamp, int | float) and stamp >= since:
+                missing.append((key, float(saved.meta.get("received_at") or stamp)))
         if missing:
             self.queue.add(missing)
+
+    def retry_now(self) -> None:
+        """SIGUSR1: the app is back, do not wait out the backoff (from any thread)."""
+        if self.forwarder is not None:
+            self.forwarder.retry_now()
 
     # --- per request -----------------------------------------------------------------------
 

@@ -178,6 +178,13 @@ class ForwardQueue:
         with self._lock:
             self._counts = self._db.tx(_count, write=False)
 
+    def make_due(self) -> int:
+        """Every pending event due now (backoff cut short); how many are pending."""
+        now = self.clock()
+        self._db.tx(lambda db: db.execute(
+            "UPDATE events SET next_at = ? WHERE state = 'pending' AND next_at > ?", (now, now)))
+        return self.waiting
+
     def failed(self, head: Waiting, why: str) -> float | None:
         """Record a failed attempt of ``head``: when it is due again, or None if it is now
         given up (older than the policy allows)."""
