@@ -154,3 +154,30 @@ def test_unit_words_are_quoted_and_escaped_for_systemd():
     assert _quote("--port") == "--port"
     assert _quote("/hook 100%") == '"/hook 100%%"'
     assert _quote('say "$HOME"') == '"say \\"$$HOME\\""'
+
+
+def listener(directory, forward: bool):
+    from cloudchat_cli.services.webhooks.listener import ListenConfig, Listener
+
+    lis = Listener(ListenConfig(port=0, secrets=["whsec_unit_0123456789"], save_dir=directory,
+                                forward_to="http://127.0.0.1:9/hook" if forward else None))
+    lis.front.sock.close()  # never served: only its start-up and stop are under test
+    return lis
+
+
+def test_a_save_whose_queue_row_a_crash_lost_is_queued_at_the_next_start(tmp_path, isolated):
+    crashed = listener(tmp_path, forward=True)
+    saved(crashed.store, "lost-row", 5.0)  # on disk, killed before its row was written
+    # (no shutdown: the process died)
+    again = listener(tmp_path, forward=True)
+    assert again.queue.states() == {"lost-row": "pending"}
+
+
+def test_events_saved_without_forwarding_are_not_forwarded_by_a_later_run(tmp_path, isolated):
+    first = listener(tmp_path, forward=True)
+    first.shutdown()  # a clean stop: every save of that run had its row
+    plain = listener(tmp_path, forward=False)
+    saved(plain.store, "not-for-the-app", 5.0)
+    plain.shutdown()
+    later = listener(tmp_path, forward=True)
+    assert later.queue.states() == {} and later.queue.waiting == 0

@@ -129,6 +129,7 @@ class Listener:
             self._worker.join()
         if self.forwarder is not None:
             self.forwarder.stop()
+            self.queue.end_run()
 
     def health(self) -> dict[str, Any]:
         """What ``GET /healthz`` answers: counts only, never an event's contents."""
@@ -147,15 +148,16 @@ class Listener:
             self.forwarder.wake()
 
     def _requeue_unrecorded(self) -> None:
-        """Queue the events saved since forwarding began whose queue row a crash lost
+        """Queue the events the previous forwarding run saved whose queue row a crash lost
         (saved and fsynced, but killed before the row was written: no 200 was sent, and
-        CloudChat's retry is a duplicate of the saved file)."""
-        since = self.queue.forwarding_since()
+        CloudChat's retry is a duplicate of the saved file). Events saved by a run without
+        ``--forward-to`` are left alone: ``webhook replay`` is for those."""
+        start, end = self.queue.begin_run()
         missing = []
         for key in self.store.keys() - set(self.queue.states()):  # reads only those files
             saved = self.store.load(key)
             stamp = saved.meta.get("saved_at") if saved else None
-            if isinstance(stamp, int | float) and stamp >= since:
+            if isinstance(stamp, int | float) and start <= stamp <= end:
                 missing.append((key, float(saved.meta.get("received_at") or stamp)))
         if missing:
             self.queue.add(missing)

@@ -118,10 +118,26 @@ class ForwardQueue:
     def waiting(self) -> int:
         return self.counts()[PENDING]
 
-    def forwarding_since(self) -> float:
-        row = self._db.tx(lambda db: db.execute(
-            "SELECT value FROM meta WHERE name = 'forwarding_since'").fetchone(), write=False)
-        return float(row[0]) if row else 0.0
+    def begin_run(self) -> tuple[float, float]:
+        """Start a forwarding run; the span of the previous one, ``(start, end)``: the saves
+        a crash may have left without their queue row happened within it (``end`` is
+        infinite when that run did not stop cleanly)."""
+        now = self.clock()
+
+        def swap(db: sqlite3.Connection) -> tuple[float, float]:
+            meta = dict(db.execute("SELECT name, value FROM meta"))
+            start = float(meta.get("run_started", meta.get("forwarding_since", now)))
+            end = float(meta.get("run_stopped", "inf"))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('run_started', ?)", (repr(now),))
+            db.execute("DELETE FROM meta WHERE name = 'run_stopped'")
+            return start, end if end >= start else float("inf")
+
+        return self._db.tx(swap)
+
+    def end_run(self) -> None:
+        """The forwarding run stopped cleanly: every save it made has its row."""
+        self._db.tx(lambda db: db.execute("INSERT OR REPLACE INTO meta VALUES ('run_stopped', ?)",
+                                          (repr(self.clock()),)))
 
     def states(self) -> dict[str, str]:
         """Every key the queue knows, with its state."""
