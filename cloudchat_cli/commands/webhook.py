@@ -383,9 +383,9 @@ def _print_unit(no_verify: bool) -> None:
 
 REPLAY_EPILOG = """[bold]Examples[/bold]
 
-  cloudchat webhook replay ./events --to http://127.0.0.1:3000/hook
-  cloudchat webhook replay ./events --to http://127.0.0.1:3000/hook --all --since 2h
-  cloudchat webhook replay ./events --to http://127.0.0.1:3000/hook --no-retry --json
+  cloudchat webhook replay ./events --to http://127.0.0.1:3000/
+  cloudchat webhook replay ./events --to http://127.0.0.1:3000/ --since 2h
+  cloudchat webhook replay ./events --to http://127.0.0.1:3000/ --all
 
 Each event is posted byte-exact with the headers CloudChat sent (its signature included), \
 oldest first, retried like `trigger`; the first that is still refused stops the replay. \
