@@ -432,3 +432,25 @@ def test_print_systemd_unit_passes_systemd_analyze_verify(tmp_path, wenv):
     problems = [line for line in (check.stdout + check.stderr).splitlines()
                 if "cloudchat-listen.service" in line]
     assert check.returncode == 0 and not problems, check.stdout + check.stderr
+
+
+def test_replay_skips_an_unreadable_file_says_so_and_exits_1(tmp_path, wenv, listeners, apps):
+    events_dir = saved_dir(tmp_path, listeners, ["evt_ok"])
+    (events_dir / "garbage.json").write_text("{not json\n")
+    app = apps()
+    done = run_cli("webhook", "replay", str(events_dir), "--to", app.url, env=wenv)
+    assert done.returncode == 1 and "garbage.json is not a complete saved event" in done.stderr
+    assert [g["id"] for g in app.received(1)] == ["evt_ok"]
+    bad = run_cli("webhook", "replay", str(events_dir), "--to", app.url, "--since", "soonish",
+                  env=wenv)
+    assert bad.returncode == 2 and "--since" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_damaged_queue_file_is_a_clear_error_and_the_events_are_untouched(tmp_path, wenv):
+    events_dir = tmp_path / "events"
+    events_dir.mkdir()
+    (events_dir / "forward.sqlite").write_bytes(b"this is not a database" * 100)
+    proc = run_cli("webhook", "listen", "--port", "0", "--save", str(events_dir),
+                   "--forward-to", "http://127.0.0.1:9/hook", env=wenv)
+    assert proc.returncode == 1 and "forward queue" in proc.stderr
+    assert "Traceback" not in proc.stderr and "events themselves are untouched" in proc.stderr
