@@ -408,6 +408,9 @@ def test_print_systemd_unit_runs_the_same_command_without_the_secret(tmp_path, w
     assert f"LoadCredential=webhook-secret-1:{secret_file}" in unit
     assert "--print-systemd-unit" not in unit
     assert "WorkingDirectory=" in unit and "Restart=on-failure" in unit
+    # the same state (opt-out list, outbox) and settings as the shell that printed it
+    assert f"Environment=CLOUDCHAT_STATE_DIR={wenv['CLOUDCHAT_STATE_DIR']}" in unit
+    assert f"Environment=CLOUDCHAT_CONFIG_DIR={wenv['CLOUDCHAT_CONFIG_DIR']}" in unit
 
 
 def test_print_systemd_unit_with_the_secret_in_the_environment_uses_a_credential(wenv):

@@ -181,3 +181,14 @@ def test_events_saved_without_forwarding_are_not_forwarded_by_a_later_run(tmp_pa
     plain.shutdown()
     later = listener(tmp_path, forward=True)
     assert later.queue.states() == {} and later.queue.waiting == 0
+
+
+def test_unit_environment_lines_survive_spaces_and_percent_signs(tmp_path):
+    from cloudchat_cli.services.webhooks.unit import systemd_unit
+
+    unit = systemd_unit(["/usr/bin/cloudchat", "webhook", "listen", "--print-systemd-unit"],
+                        cwd=tmp_path, user="app", state_dir=tmp_path / "my state 100%",
+                        config_dir=tmp_path / "c", profile="shop")
+    assert f'Environment="CLOUDCHAT_STATE_DIR={tmp_path}/my state 100%%"' in unit
+    assert "Environment=CLOUDCHAT_PROFILE=shop" in unit and "User=app" in unit
+    assert "ExecStart=/usr/bin/cloudchat webhook listen\n" in unit

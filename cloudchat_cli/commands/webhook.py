@@ -355,6 +355,8 @@ def listen_cmd(
     if host not in ("127.0.0.1", "localhost", "::1"):
         console.warn(f"listening on {host}: other machines can send events to this listener")
     console.info(f"Listening on {listener.url()} — Ctrl-C to stop")
+    if listener.queue is not None:
+        console.info(f"Forwarding to {forward_to}; events wait for it in {listener.store.dir}")
     try:
         listener.serve_forever()  # returns after Ctrl-C/SIGTERM, deliveries in flight done
     except Interrupted:
@@ -374,9 +376,13 @@ def _print_unit(no_verify: bool) -> None:
     import getpass
     import os
 
+    from cloudchat_cli.core import paths
     from cloudchat_cli.services.webhooks.unit import systemd_unit
 
     typer.echo(systemd_unit(sys.argv, cwd=Path.cwd(), user=getpass.getuser(),
+                            state_dir=paths.state_dir().absolute(),
+                            config_dir=paths.config_dir().absolute(),
+                            profile=os.environ.get("CLOUDCHAT_PROFILE"),
                             secret_file_env=os.environ.get("CLOUDCHAT_WEBHOOK_SECRET_FILE"),
                             no_verify=no_verify), nl=False)
 

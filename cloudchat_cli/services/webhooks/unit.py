@@ -34,6 +34,14 @@ def _quote(word: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _env(name: str, value: str) -> str:
+    """An ``Environment=`` line: specifiers escaped, quoted when the value has spaces."""
+    text = f"{name}={value}".replace("%", "%%")
+    if any(c.isspace() or c in '"\\' for c in text):
+        text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"Environment={text}"
+
+
 def _executable(argv0: str) -> list[str]:
     if argv0.endswith(".py") or Path(argv0).name == "__main__.py":
         return [sys.executable, "-m", "cloudchat_cli"]
@@ -41,7 +49,8 @@ def _executable(argv0: str) -> list[str]:
     return [str(Path(found).absolute())]
 
 
-def systemd_unit(argv: list[str], *, cwd: Path, user: str | None,
+def systemd_unit(argv: list[str], *, cwd: Path, user: str | None, state_dir: Path,
+                 config_dir: Path, profile: str | None = None,
                  secret_file_env: str | None = None, no_verify: bool = False) -> str:
     """The unit for ``argv`` (``sys.argv``: the program, then its arguments)."""
     words = _executable(argv[0])
@@ -77,10 +86,12 @@ def systemd_unit(argv: list[str], *, cwd: Path, user: str | None,
     if user and user != "root":
         lines.append(f"User={user}")
     lines += [f"WorkingDirectory={_quote(str(cwd))}",
-              "# the forward queue and outbox live here when there is no --save",
-              "StateDirectory=cloudchat",
-              "Environment=CLOUDCHAT_STATE_DIR=%S/cloudchat",
-              "Environment=CLOUDCHAT_NO_KEYRING=1"]
+              "# the same settings, opt-out list and outbox (without --save) as this shell's",
+              _env("CLOUDCHAT_CONFIG_DIR", str(config_dir)),
+              _env("CLOUDCHAT_STATE_DIR", str(state_dir))]
+    if profile:
+        lines.append(_env("CLOUDCHAT_PROFILE", profile))
+    lines.append("Environment=CLOUDCHAT_NO_KEYRING=1")
     if not no_verify and not creds:
         source = secret_file_env or DEFAULT_SECRET
         lines += ["# the webhook secret: a file only root reads (one secret per line); systemd",
