@@ -88,22 +88,30 @@ class Listener:
         self.store = EventStore(save_dir) if save_dir else None
         # Keys of events saved by earlier runs: a retry after a restart is still a duplicate.
         self._seen: set[str] = self.store.keys() if self.store else set()
-        self.queue: ForwardQueue | None = None
-        self.forwarder: Forwarder | None = None
-        if config.forward_to and self.store is not None:
-            self.queue = ForwardQueue(self.store.dir, policy=config.forward_policy)
-            self._seen |= set(self.queue.states())  # delivered outbox files are removed
-            self._requeue_unrecorded()
-            self.store.after_write = self._queue_saved
-            self.forwarder = Forwarder(
-                config.forward_to, self.store, self.queue, on_notice=on_notice,
-                verbose=config.verbose, status_interval=config.status_interval,
-                delete_delivered=config.save_dir is None)
         self._seen_lock = threading.Lock()
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._stopping = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="forward", daemon=True)
+        self._worker = threading.Thread(target=self._work, name="exec", daemon=True)
         self.front = AsyncFront(self, bind(config.host, config.port))
+        self.queue: ForwardQueue | None = None  # opened once the port is ours (a run begins)
+        self.forwarder: Forwarder | None = None
+        if config.forward_to and self.store is not None:
+            try:
+                self._open_queue()
+            except BaseException:
+                self.front.sock.close()
+                raise
+
+    def _open_queue(self) -> None:
+        config = self.config
+        self.queue = ForwardQueue(self.store.dir, policy=config.forward_policy)
+        self._seen |= set(self.queue.states())  # delivered outbox files are removed
+        self._requeue_unrecorded()
+        self.store.after_write = self._queue_saved
+        self.forwarder = Forwarder(
+            config.forward_to, self.store, self.queue, on_notice=self.on_notice,
+            verbose=config.verbose, status_interval=config.status_interval,
+            delete_delivered=config.save_dir is None)
 
     @property
     def port(self) -> int:
