@@ -22,6 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cloudchat_cli.services.webhooks.signature import sign
+
 from .conftest import run_cli
 from .test_e2e_webhook import SECRET, Listener, event_body
 
@@ -457,3 +459,18 @@ def test_a_damaged_queue_file_is_a_clear_error_and_the_events_are_untouched(tmp_
                    "--forward-to", "http://127.0.0.1:9/hook", env=wenv)
     assert proc.returncode == 1 and "forward queue" in proc.stderr
     assert "Traceback" not in proc.stderr and "events themselves are untouched" in proc.stderr
+
+
+def test_a_non_ascii_header_value_is_forwarded_and_does_not_wedge_the_queue(tmp_path, listeners,
+                                                                           apps):
+    app = apps()
+    lis = listeners("--save", str(tmp_path / "events"), "--forward-to", app.url)
+    body = event_body("evt_latin1")
+    response = httpx.post(lis.url, content=body, timeout=10, headers={
+        "X-CloudChat-Signature": sign(SECRET, body), "User-Agent": "CloudChat caf\xe9".encode(
+            "latin-1"), "X-CloudChat-Event": "message.received"})
+    assert response.status_code == 200
+    post_all(lis, ["evt_after_latin1"])
+    got = app.received(2)
+    assert [g["id"] for g in got] == ["evt_latin1", "evt_after_latin1"]
+    assert all(g["valid"] for g in got) and got[0]["event_header"] == "message.received"

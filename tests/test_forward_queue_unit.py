@@ -102,7 +102,7 @@ def test_forwarder_keeps_order_behind_a_failing_head_and_skips_a_refused_event(t
         key = body.decode().split('"')[3]
         sent.append(key)
         status = answers[key].pop(0)
-        assert retry is False and headers["X-CloudChat-Signature"] == "ab" * 32
+        assert retry is False and headers["X-CloudChat-Signature"] == b"ab" * 32
         return [Attempt(1, status, 0.001, None if status else "connection refused")]
 
     fwd = Forwarder("http://app/hook", store, queue, on_notice=notices.append, send=send)
@@ -192,3 +192,12 @@ def test_unit_environment_lines_survive_spaces_and_percent_signs(tmp_path):
     assert f'Environment="CLOUDCHAT_STATE_DIR={tmp_path}/my state 100%%"' in unit
     assert "Environment=CLOUDCHAT_PROFILE=shop" in unit and "User=app" in unit
     assert "ExecStart=/usr/bin/cloudchat webhook listen\n" in unit
+
+
+def test_original_headers_are_the_bytes_received_and_unsendable_values_are_left_out():
+    from cloudchat_cli.services.webhooks.store import original_headers
+
+    headers = original_headers({"signature": "ab" * 32, "headers": {
+        "user-agent": "caf\xe9", "x-cloudchat-event": "bad\r\nInjected: 1",
+        "content-type": "\u20ac", "x-other": "not forwarded"}})
+    assert headers == {"User-Agent": b"caf\xe9", "X-CloudChat-Signature": b"ab" * 32}

@@ -140,8 +140,14 @@ class Forwarder:
             self.on_notice(f"forward {head.key}: given up: its file in {self.store.dir} is "
                            "missing or unreadable")
             return True
-        attempt = self._send(self.url, saved.body, original_headers(saved.meta),
-                             retry=False, client=self._client)[-1]
+        try:
+            attempt = self._send(self.url, saved.body, original_headers(saved.meta),
+                                 retry=False, client=self._client)[-1]
+        except Exception as exc:  # noqa: BLE001 - this event cannot be sent: never wedge the rest
+            why = f"it cannot be sent: {type(exc).__name__}: {exc}"
+            self.queue.give_up(head.key, why)
+            self.on_notice(f"forward {head.key}: given up: {why}")
+            return True
         if attempt.ok:
             self.queue.delivered(head.key)
             if self.verbose:

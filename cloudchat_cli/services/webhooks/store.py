@@ -37,14 +37,28 @@ FORWARD_HEADERS = {"content-type": "Content-Type", "x-cloudchat-signature": "X-C
                    "x-cloudchat-event": "X-CloudChat-Event", "user-agent": "User-Agent"}
 
 
-def original_headers(meta: dict) -> dict[str, str]:
-    """The CloudChat headers a saved event arrived with, to send it on exactly as received."""
+def original_headers(meta: dict) -> dict[str, bytes]:
+    """The CloudChat headers a saved event arrived with, to send it on exactly as received.
+
+    Values are the bytes received (headers are read as latin-1), so a non-ASCII byte goes out
+    as it came in; a value that no request could carry (a control character, a character
+    beyond latin-1: a hand-edited file) is left out rather than failing every attempt.
+    """
     saved = meta.get("headers") if isinstance(meta.get("headers"), dict) else {}
-    headers = {FORWARD_HEADERS[k]: v for k, v in saved.items()
-               if k in FORWARD_HEADERS and isinstance(v, str)}
+    values = {FORWARD_HEADERS[k]: v for k, v in saved.items() if k in FORWARD_HEADERS}
     signature = meta.get("signature")
-    if "X-CloudChat-Signature" not in headers and isinstance(signature, str):
-        headers["X-CloudChat-Signature"] = signature
+    if "X-CloudChat-Signature" not in values and signature is not None:
+        values["X-CloudChat-Signature"] = signature
+    headers = {}
+    for name, value in values.items():
+        if not isinstance(value, str):
+            continue
+        try:
+            raw = value.encode("latin-1")
+        except UnicodeEncodeError:
+            continue
+        if not any(b < 0x20 or b == 0x7F for b in raw if b != 0x09):
+            headers[name] = raw
     return headers
 
 
