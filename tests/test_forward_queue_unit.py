@@ -201,3 +201,20 @@ def test_original_headers_are_the_bytes_received_and_unsendable_values_are_left_
         "user-agent": "caf\xe9", "x-cloudchat-event": "bad\r\nInjected: 1",
         "content-type": "\u20ac", "x-other": "not forwarded"}})
     assert headers == {"User-Agent": b"caf\xe9", "X-CloudChat-Signature": b"ab" * 32}
+
+
+@pytest.mark.parametrize(("status", "kept"), [
+    (301, True), (401, True), (403, True), (404, True), (405, True), (408, True), (429, True),
+    (500, True), (503, True), (400, False), (409, False), (413, False), (422, False)])
+def test_only_a_refusal_of_the_event_itself_gives_it_up(tmp_path, status, kept):
+    """A redirect, 401/403/404 or 405 says the app or its URL is wrong (all events would get
+    it): the event waits, rather than the whole queue being given up one event at a time."""
+    clock = Clock()
+    store = EventStore(tmp_path)
+    queue = ForwardQueue(tmp_path, clock=clock)
+    saved(store, "e1", clock.now)
+    queue.add([("e1", clock.now)])
+    fwd = Forwarder("http://app/hook", store, queue, on_notice=lambda m: None,
+                    send=lambda *a, **k: [Attempt(1, status, 0.001)])
+    fwd._attempt(queue.head())
+    assert queue.states() == {"e1": "pending" if kept else "given_up"}

@@ -2,10 +2,11 @@
 
 One thread takes the oldest pending event of the ``ForwardQueue``, reads its saved file and
 POSTs the exact body with its original CloudChat headers (one attempt, 5 s in total). A 2xx
-marks it delivered; no answer, a 5xx, 408 or 429 means the app is not there: the event stays
-at the head and waits its backoff, so nothing overtakes it. Any other answer is the app
-refusing this one event: it is given up at once (it stays saved; ``webhook replay --id``
-sends it again), and the next one goes.
+marks it delivered. A 400, 409, 410, 413, 415 or 422 is the app refusing this one event: it
+is given up at once (it stays saved; ``webhook replay --id`` sends it again), and the next
+one goes. Anything else (no answer, 5xx, 429, a redirect, 401, 404…) means the app is not
+there or not right yet: the event stays at the head and waits its backoff, so nothing
+overtakes it.
 
 Output is by transition, not per attempt: one line when the app stops accepting events, one
 when it is back, one per event given up, and a periodic line while events wait. ``verbose``
@@ -29,9 +30,16 @@ from cloudchat_cli.services.webhooks.store import EventStore, original_headers
 STOP_GRACE = 10.0  # s: on stop, keep delivering what is due for at most this long
 
 
+# Answers that blame the event itself: another attempt would get the same. Any other failure
+# (no answer, 5xx, 408, 429, but also a redirect, 401/403, 404, 405) says the app or its URL is
+# not right yet, and would be the same for every event: the event waits at the head instead
+# of the whole queue being given up, one event at a time, over a misconfiguration.
+REFUSALS = frozenset({400, 409, 410, 413, 415, 422})
+
+
 def retryable(attempt: Attempt) -> bool:
-    """Whether the app may take it later: no answer, 5xx, 408 or 429."""
-    return attempt.status is None or attempt.status >= 500 or attempt.status in (408, 429)
+    """Whether the app may take it later (anything but a refusal of this event)."""
+    return attempt.status not in REFUSALS
 
 
 def describe(attempt: Attempt) -> str:
