@@ -13,6 +13,10 @@ throughput on a shared machine, where the disk's fsync rate swings from minute t
     python bench/listener.py --deliveries 500          # quicker
     python bench/listener.py --baseline /tmp/old-code  # the same rows for another checkout,
                                                        # interleaved round by round
+    python bench/listener.py --dedupe-store redis://127.0.0.1:6379/15
+                                # rows with and without shared dedupe, interleaved (the
+                                # store's keys are distinct per run and expire in 7 days:
+                                # use a scratch Redis or database)
 """
 
 from __future__ import annotations
@@ -32,11 +36,12 @@ import time
 from pathlib import Path
 
 SECRET = "whsec_bench_0123456789abcdef"
+RUN = os.urandom(4).hex()  # ids differ between invocations (a shared dedupe store remembers)
 
 
 def build(host: str, i: int, *, close: bool = True) -> bytes:
     """One signed delivery."""
-    body = json.dumps({"event": "message.received", "id": f"evt_bench_{i:07d}",
+    body = json.dumps({"event": "message.received", "id": f"evt_bench_{RUN}_{i:07d}",
                        "timestamp": int(time.time()), "channel": "whatsapp",
                        "data": {"from": "6281234567890", "text": f"pesan {i}"}}).encode()
     sig = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
@@ -87,10 +92,11 @@ class KeptAlive:
         self.sock.close()
 
 
-def start(tmp: Path, code: Path | None, save: bool = True
+def start(tmp: Path, code: Path | None, save: bool = True, store: str | None = None
           ) -> tuple[subprocess.Popen, str, int]:
     env = {**os.environ, "CLOUDCHAT_WEBHOOK_SECRET": SECRET, "CLOUDCHAT_NO_KEYRING": "1",
-           "CLOUDCHAT_CONFIG_DIR": str(tmp / "cfg"), "CLOUDCHAT_STATE_DIR": str(tmp / "state")}
+           "CLOUDCHAT_CONFIG_DIR": str(tmp / "cfg"), "CLOUDCHAT_STATE_DIR": str(tmp / "state"),
+           "CLOUDCHAT_WEBHOOK_DEDUPE_STORE": store or "local"}
     if code is not None:  # another checkout's cloudchat_cli, imported before the installed one
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(code), env.get("PYTHONPATH")]))
     proc = subprocess.Popen(
@@ -150,10 +156,11 @@ def run(host: str, port: int, senders: int, total: int, offset: int, keep_alive:
 
 
 def measure(deliveries: int, senders: int, *, code: Path | None = None,
-            keep_alive: bool = True, offset: int = 0, save: bool = True) -> list[dict]:
+            keep_alive: bool = True, offset: int = 0, save: bool = True,
+            store: str | None = None) -> list[dict]:
     """Run one listener; rows for 1 sender, ``senders`` per delivery, ``senders`` kept alive."""
     with tempfile.TemporaryDirectory() as tmp:
-        proc, host, port = start(Path(tmp), code, save)
+        proc, host, port = start(Path(tmp), code, save, store)
         try:
             rows = [run(host, port, 1, 200, offset + 10**6, False, proc.pid),
                     run(host, port, senders, deliveries, offset, False, proc.pid)]
@@ -193,10 +200,14 @@ def main() -> None:
                         "path alone, no disk")
     parser.add_argument("--baseline", type=Path, help="a checkout of other code to compare "
                         "(only its rows without keep-alive, if it has none)")
+    parser.add_argument("--dedupe-store", metavar="URL", help="also run this code with "
+                        "--dedupe-store URL (a scratch Redis), interleaved with the rows without")
     args = parser.parse_args()
     codes: list[tuple[str, Path | None]] = [("this", None)]
     if args.baseline:
         codes.insert(0, ("baseline", args.baseline))
+    if args.dedupe_store:
+        codes.append(("this + dedupe", None))
     load_before, pressure_before = os.getloadavg(), pressure()
     results: dict[str, list[list[dict]]] = {name: [] for name, _ in codes}
     for r in range(args.rounds):
@@ -205,9 +216,10 @@ def main() -> None:
         for name, code in (codes if r % 2 == 0 else codes[::-1]):
             if hasattr(os, "sync"):
                 os.sync()  # the previous run's writes and deletions are not billed to this one
-            results[name].append(measure(args.deliveries, args.senders, code=code,
-                                         keep_alive=code is None, offset=r * 10**7,
-                                         save=not args.no_save))
+            results[name].append(measure(
+                args.deliveries, args.senders, code=code, keep_alive=code is None,
+                offset=r * 10**7, save=not args.no_save,
+                store=args.dedupe_store if name == "this + dedupe" else None))
     load_after, pressure_after = os.getloadavg(), pressure()
     what = "without --save" if args.no_save else "with --save (fsync before each 200)"
     print(f"Listener {what}, deliveries over loopback; median "
@@ -233,6 +245,13 @@ def main() -> None:
     this_b = medians[("this", "keep-alive", args.senders)]
     print(f"\nkeep-alive / per delivery throughput: "
           f"{this_b['throughput'] / this_a['throughput']:.2f}×")
+    if args.dedupe_store:
+        for mode in ("per delivery", "keep-alive"):
+            plain, shared = (medians[(n, mode, args.senders)] for n in ("this", "this + dedupe"))
+            print(f"with / without --dedupe-store, {args.senders} senders {mode}: throughput "
+                  f"{shared['throughput'] / plain['throughput']:.2f}×, p50 "
+                  f"{shared['p50'] - plain['p50']:+.2f} ms, listener CPU per delivery "
+                  f"{shared['cpu_us'] - plain['cpu_us']:+.0f} µs")
     if args.baseline:
         base_a = medians[("baseline", "per delivery", args.senders)]
         each = [t[1]["throughput"] / b[1]["throughput"]

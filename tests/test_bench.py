@@ -74,3 +74,11 @@ def test_forward_outage_bench_measures(env):
     proc = run(env, "-c", code, BENCH)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[12, 12, 0, True, 0]"
+
+
+def test_track_bench_measures_and_checks_its_counts(env):
+    proc = run(env, BENCH / "track.py", "--rows", "300")
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| 300 |")]
+    assert [r.split("|")[2].strip() for r in rows] == [
+        "first: 900 new files", "again: nothing new", "incremental: 3 new files"]

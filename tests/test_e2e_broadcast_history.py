@@ -15,6 +15,8 @@ from collections import Counter
 
 import pytest
 
+from cloudchat_cli.services.broadcast.journal import VERSION
+
 from .conftest import cloudchat_exe, run_cli
 from .test_e2e_broadcast import TEMPLATE, bc_env, make_csv
 
@@ -300,7 +302,7 @@ def test_a_journal_made_before_digests_resumes_and_protects(tmp_path, env, sandb
     assert "Resuming: 2 sent" in resumed.stderr
     assert len(sent_to(box)) == 6 and set(sent_to(box).values()) == {1}
     db = sqlite3.connect(journal)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert db.execute("PRAGMA user_version").fetchone()[0] == VERSION
     db.close()
     fix_rows(path, {0: to(200)})
     nxt = bc(path, fast, "-y", "--json")  # the default journal: history from old.sqlite3

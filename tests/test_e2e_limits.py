@@ -124,6 +124,17 @@ def as_unprivileged(env: dict[str, str]) -> dict:
     return {"user": 65534, "group": 65534, "extra_groups": []}
 
 
+def read_only_as_root(directory: Path, argv: list[str]) -> list[str] | None:
+    """As root, run ``argv`` in a private mount namespace where ``directory`` is a read-only
+    bind mount (root writes into any 0555 directory); None where that is not possible."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return None
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+    wrapped = ["unshare", "-m", "sh", "-c", script, "sh", str(directory), *argv]
+    probe = subprocess.run([*wrapped[:-len(argv)], "true"], capture_output=True)
+    return wrapped if probe.returncode == 0 else None
+
+
 def test_config_set_in_a_read_only_directory_is_one_line(env):
     base = Path(tempfile.mkdtemp(prefix="cc-ro-"))
     try:
@@ -132,10 +143,13 @@ def test_config_set_in_a_read_only_directory_is_one_line(env):
         config_dir.mkdir()
         config_dir.chmod(0o555)
         renv = {**env, "CLOUDCHAT_CONFIG_DIR": str(config_dir), "HOME": str(base)}
-        proc = subprocess.run([cloudchat_exe(), "config", "set", "timeout", "5"], env=renv,
-                              capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                              timeout=60, **as_unprivileged(renv))
-        one_line(proc, 2, "cannot write config file", "ermission denied")
+        argv = [cloudchat_exe(), "config", "set", "timeout", "5"]
+        wrapped = read_only_as_root(config_dir, argv)
+        extra = {} if wrapped else as_unprivileged(renv)
+        proc = subprocess.run(wrapped or argv, env=renv, capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=60, **extra)
+        reason = "Read-only file system" if wrapped else "ermission denied"
+        one_line(proc, 2, "cannot write config file", reason)
         assert not (config_dir / "config.toml").exists()
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from cloudchat_cli.commands import broadcast_runs
+from cloudchat_cli.commands import broadcast_runs, broadcast_track
 from cloudchat_cli.commands._groups import default_group
 from cloudchat_cli.commands.completion import complete_channel
 from cloudchat_cli.entry import steady_gc
@@ -496,3 +496,4 @@ def _summary(counts, line, quiet: bool) -> None:
 
 app.command("status")(broadcast_runs.status)
 app.command("discard")(broadcast_runs.discard)
+app.command("track", epilog=broadcast_track.EPILOG)(broadcast_track.track)

@@ -16,11 +16,11 @@ EPILOG = """[bold]Examples[/bold]
   cloudchat optout add 6281234567801 --note "replied STOP"
   cloudchat optout add @alice --channel tg
   cloudchat optout list --json
-  cloudchat optout import berhenti.csv          a CSV with a 'to' column, or one per line
+  cloudchat optout import berhenti.csv   # a 'to' column, or one per line
   cloudchat optout export > optout.csv
-  cloudchat webhook listen --optout-keywords STOP,BERHENTI   adds senders as they reply
+  cloudchat webhook listen --optout-keywords STOP,BERHENTI   # as they reply
 
-Broadcasts skip listed recipients (counted as opted_out); `send` to one refuses (exit 2)
+Broadcasts skip listed recipients (counted as opted_out); `send` to one refuses (exit 2) \
 unless --ignore-optout. One list per profile, in the state directory.
 """
 

@@ -53,7 +53,10 @@ Answers 200 once an event is verified (and saved); 401 bad or missing signature,
 JSON or malformed HTTP, 413 over --max-body, 405 not POST, 500 when it could not be saved. \
 HTTP/1.1 with Content-Length or chunked bodies, Expect: 100-continue, keep-alive and \
 pipelining. A retried event (same id) gets 200 and is shown as a duplicate. GET /healthz \
-answers 200 with the forward queue's counts.
+answers 200 with the forward queue's counts. Replicas behind one load balancer \
+share deduplication through Redis with --dedupe-store (or \
+CLOUDCHAT_WEBHOOK_DEDUPE_STORE): an event another replica is still saving gets 503, and so \
+does every event while the store is unreachable (exit 7 if it is unreachable at start).
 
 Forwarding runs after the answer, from a queue on disk (forward.sqlite in --save DIR, else in \
 the state dir's outbox): while the app is down events keep being accepted and wait, in \
@@ -257,6 +260,43 @@ def _delays(text: str) -> tuple[float, ...]:
     return delays
 
 
+def _duration(flag: str, text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``15m``, ``12h`` or ``7d``."""
+    from cloudchat_cli.core.errors import UsageError
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value = text.strip().lower()
+    scale = units.get(value[-1:])
+    try:
+        seconds = float(value[:-1] if scale else value) * (scale or 1)
+    except ValueError:
+        seconds = -1.0
+    if not 1 <= seconds <= 366 * 86400:  # also refuses nan and inf
+        raise UsageError(f"{flag} {text!r}: give a duration from 1 s to 366 days, like 30s, "
+                         "15m, 12h or 7d")
+    return seconds
+
+
+def _dedupe_store(ctx: typer.Context, flag: str | None) -> str | None:
+    """The shared dedupe store's URL (flag > env > profile), or None for this listener's
+    own memory; a password typed on the command line is refused (``ps`` shows it)."""
+    from cloudchat_cli.core import redisurl
+    from cloudchat_cli.core.errors import UsageError
+
+    if flag is not None:
+        try:
+            parsed = redisurl.parse_store(flag)
+        except ValueError as exc:
+            raise UsageError(f"--dedupe-store {exc}") from None
+        if redisurl.has_password(parsed):
+            raise UsageError("--dedupe-store: a password on the command line is visible to "
+                             "other users", hint="set CLOUDCHAT_WEBHOOK_DEDUPE_STORE in the "
+                             "environment (from a secret) instead")
+        ctx.obj.flags["webhook_dedupe_store"] = parsed
+    url = ctx.obj.settings().webhook_dedupe_store
+    return None if url == redisurl.LOCAL else url
+
+
 def _optout_hook(ctx: typer.Context, keywords: str | None):
     if keywords is None:
         return None
@@ -307,6 +347,16 @@ def listen_cmd(
     secret_file: list[Path] = SECRET_FILE,
     secret: str | None = NO_SECRET_ARG,
     json_out: bool = typer.Option(False, "--json", help="One JSON object per event on stdout."),
+    dedupe_store: str | None = typer.Option(
+        None, "--dedupe-store", help="Share deduplication with the other replicas through this "
+        "Redis URL (setting webhook_dedupe_store; give a password through "
+        "CLOUDCHAT_WEBHOOK_DEDUPE_STORE, not here).", show_default=False),
+    dedupe_ttl: str = typer.Option(
+        "7d", "--dedupe-ttl", help="How long a saved event's id is remembered in the shared "
+        "store (s, or with m/h/d)."),
+    dedupe_claim_ttl: str = typer.Option(
+        "10s", "--dedupe-claim-ttl", help="How long a replica's claim on an event it is saving "
+        "lasts if it dies (keep it under 14 s: CloudChat's last retry)."),
     optout_keywords: str | None = typer.Option(
         None, "--optout-keywords", help="Put the sender of a message that is exactly one of "
         "these words (any case), e.g. STOP,BERHENTI, on the profile's opt-out list.",
@@ -332,6 +382,7 @@ def listen_cmd(
     steady_gc()
     if path is not None and not path.startswith("/"):
         path = "/" + path
+    store = _dedupe_store(ctx, dedupe_store)
     secrets: list[str] = []
     if no_verify:
         from cloudchat_cli.core import credentials
@@ -345,7 +396,9 @@ def listen_cmd(
                           forward_to=forward_to, exec_cmd=exec_cmd, read_timeout=read_timeout,
                           forward_policy=policy, verbose=verbose,
                           status_interval=max(status_interval, 0.1),
-                          on_event=_optout_hook(ctx, optout_keywords))
+                          on_event=_optout_hook(ctx, optout_keywords), dedupe_store=store,
+                          dedupe_ttl=_duration("--dedupe-ttl", dedupe_ttl),
+                          dedupe_claim_ttl=_duration("--dedupe-claim-ttl", dedupe_claim_ttl))
     printer = DeliveryPrinter(json_out=json_out)
     try:
         listener = Listener(config, on_delivery=printer.delivery, on_notice=console.info)
@@ -357,6 +410,8 @@ def listen_cmd(
     console.info(f"Listening on {listener.url()} — Ctrl-C to stop")
     if listener.queue is not None:
         console.info(f"Forwarding to {forward_to}; events wait for it in {listener.store.dir}")
+    if listener.dedupe is not None:
+        console.info(f"Deduplicating with every replica using {listener.dedupe.shown}")
     try:
         listener.serve_forever()  # returns after Ctrl-C/SIGTERM, deliveries in flight done
     except Interrupted:

@@ -123,8 +123,17 @@ SPECS: dict[str, Spec] = {
             "shared by every machine",
             show=redisurl.mask_url,
         ),
+        Spec(
+            "webhook_dedupe_store",
+            redisurl.LOCAL,
+            redisurl.parse_store,
+            "where `webhook listen` deduplicates events: local (this listener) or a redis:// "
+            "URL shared by its replicas",
+            show=redisurl.mask_url,
+        ),
     )
 }
+STORE_SETTINGS = ("rate_store", "webhook_dedupe_store")
 
 
 @dataclass(frozen=True)
@@ -368,11 +377,11 @@ def check_setting_name(key: str) -> Spec:
 def parse_setting(key: str, value: str) -> Any:
     """Parse a ``config set KEY VALUE`` pair, rejecting unknown keys and bad values."""
     parsed = _parse(check_setting_name(key), value, "the command line")
-    if key == "rate_store" and redisurl.has_password(parsed):
+    if key in STORE_SETTINGS and redisurl.has_password(parsed):
         # argv is visible to every user of the machine (ps) and lands in shell history.
         raise ConfigError(
-            "rate_store: a password on the command line is visible to other users",
-            hint="set CLOUDCHAT_RATE_STORE in the environment (from a secret), or set the URL "
-            "without the password here and add it by editing the 0600 config file",
+            f"{key}: a password on the command line is visible to other users",
+            hint=f"set CLOUDCHAT_{key.upper()} in the environment (from a secret), or set the "
+            "URL without the password here and add it by editing the 0600 config file",
         )
     return parsed

@@ -23,7 +23,30 @@ STATES = ("pending", "sending", "sent", "failed", "unknown", "invalid", "skipped
 # Rows a run leaves alone on purpose (besides invalid ones and duplicates): received before,
 # on the opt-out list, or in --exclude. Never sent, never "pending".
 WITHHELD = ("already_sent", "opted_out", "excluded")
-VERSION = 1  # PRAGMA user_version; 0 = before rows.digest
+VERSION = 2  # PRAGMA user_version; 0 = before rows.digest, 1 = before delivery tracking
+# v2: what `broadcast track` learnt from status events (services/broadcast/tracking.py).
+# delivery: per row the furthest status (rank 1 sent, 2 delivered, 3 read, 4 failed) and when;
+# event_files: the saved-event files already read (name, size, mtime), so a re-run reads only
+# new ones; unmatched: status events whose message is not (yet) in this journal, kept to be
+# matched later (a `sent` event can arrive before the run records the message id);
+# tracking: counters (events read, other event types, files refused).
+TRACKING_SCHEMA = """
+CREATE INDEX IF NOT EXISTS rows_by_message ON rows (message_id) WHERE message_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS delivery (
+    row INTEGER PRIMARY KEY,
+    rank INTEGER NOT NULL,
+    sent_at REAL, delivered_at REAL, read_at REAL, failed_at REAL,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS event_files (
+    name TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS unmatched (
+    message_id TEXT NOT NULL, rank INTEGER NOT NULL, at REAL, error TEXT,
+    PRIMARY KEY (message_id, rank)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tracking (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;
+"""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rows (
@@ -98,11 +121,19 @@ class Journal:
             columns = {r[1] for r in db.execute("PRAGMA table_info(rows)")}
             if "digest" not in columns:  # v0: digests are computed from payloads when needed
                 db.execute("ALTER TABLE rows ADD COLUMN digest BLOB")
+            if version < 2:
+                for statement in TRACKING_SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
             db.execute(f"PRAGMA user_version = {VERSION}")
 
         if self._tx(lambda db: db.execute("PRAGMA user_version").fetchone()[0],
                     write=False) < VERSION:
             self._tx(run)
+
+    def tx(self, fn, *, write: bool = True):
+        """Run ``fn(connection)`` as one transaction (delivery tracking's own queries)."""
+        return self._tx(fn, write=write)
 
     def hold(self, lock) -> None:
         """Keep ``lock`` (a ``JournalLock``) until this journal is closed."""

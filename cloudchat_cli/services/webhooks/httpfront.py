@@ -139,6 +139,8 @@ class AsyncFront:
         finally:
             if self._flusher is not None:
                 self._flusher.close()  # whatever was submitted is on disk before we return
+            if self.listener.dedupe is not None:
+                await self.listener.dedupe.aclose()
 
     @staticmethod
     def _saved(batch: list[PendingSave]) -> None:
@@ -281,6 +283,18 @@ class AsyncFront:
                 None, listener.check, body, headers)
         if not isinstance(checked, Accepted):
             return listener.shown(checked)
+        if listener.dedupe is None:
+            return await self._accept(checked)
+        claim = await listener.claim_shared(checked)  # shared by replicas: one round trip
+        if isinstance(claim, Delivery):
+            return listener.shown(claim)
+        delivery = await self._accept(checked)
+        await listener.settle_shared(claim, delivery)  # before the answer: 200 = saved + done
+        return delivery
+
+    async def _accept(self, checked: Accepted) -> Delivery:
+        """Save (with ``--save``) and acknowledge one accepted event."""
+        listener = self.listener
         try:
             if self._flusher is None:
                 return listener.accept(checked)

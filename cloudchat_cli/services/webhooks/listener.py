@@ -57,6 +57,9 @@ class ListenConfig:
     verbose: bool = False  # a stderr line per forward attempt
     status_interval: float = 60.0  # s between "N waiting" lines while events wait
     on_event: Callable[[dict[str, Any]], None] | None = None  # per accepted event (opt-outs)
+    dedupe_store: str | None = None  # a Redis URL shared by replicas (services/webhooks/dedupe)
+    dedupe_ttl: float = 7 * 86400.0
+    dedupe_claim_ttl: float = 10.0
 
 
 @dataclass
@@ -82,6 +85,14 @@ class Listener:
         self.config = config
         self.on_delivery = on_delivery
         self.on_notice = on_notice
+        self.dedupe = None
+        if config.dedupe_store:  # before binding: an unusable store is exit 7, not a listener
+            from cloudchat_cli.services.webhooks import dedupe
+
+            self.dedupe = dedupe.DedupeStore(config.dedupe_store, ttl=config.dedupe_ttl,
+                                             claim_ttl=config.dedupe_claim_ttl)
+            self.dedupe.check()
+            self._namespaces = [dedupe.namespace(s) for s in config.secrets]
         save_dir = config.save_dir
         if save_dir is None and config.forward_to:  # nothing may wait in memory only
             save_dir = outbox_dir(paths.state_dir(), config.forward_to)
@@ -203,12 +214,14 @@ class Listener:
         now = time.time()
         cfg = self.config
         verified = False
+        matched = None
         if cfg.verify:
             signature = headers.get(HEADER.lower())
             if not signature:
                 return Delivery(now, 401, "rejected", f"missing {HEADER} header")
             try:
-                verified = verify(cfg.secrets, body, signature) is not None
+                matched = verify(cfg.secrets, body, signature)
+                verified = matched is not None
             except SignatureFormatError as exc:
                 return Delivery(now, 401, "rejected", exc.message)
             if not verified:
@@ -226,7 +239,45 @@ class Listener:
         if duplicate:
             return Delivery(now, 200, "duplicate", "already received (a retry)", event,
                             event_id, verified)
-        return Accepted(now, key, body, headers, event, event_id, verified)
+        return Accepted(now, key, body, headers, event, event_id, verified, matched)
+
+    async def claim_shared(self, accepted: Accepted) -> Delivery | Any:
+        """Claim an accepted event in the store shared with other replicas: the claim, or
+        the answer when it is not ours to save (done elsewhere: a duplicate; being saved
+        elsewhere, or the store unreachable: 503, so CloudChat retries)."""
+        from cloudchat_cli.services.webhooks import dedupe
+
+        a = accepted
+        ns = self._namespaces[a.secret] if a.secret is not None else dedupe.namespace(None)
+        try:
+            claim = await self.dedupe.claim(ns, a.key, final=self.store is None)
+        except dedupe.DedupeUnavailable as exc:
+            self._forget(a.key)
+            return Delivery(a.received_at, 503, "rejected", "the shared dedupe store is "
+                            "unavailable: retry later", a.event, a.event_id, a.verified,
+                            detail=exc.message)
+        if claim.verdict == "new":
+            return claim
+        if claim.verdict == "done":
+            return Delivery(a.received_at, 200, "duplicate", "already received (by another "
+                            "replica)", a.event, a.event_id, a.verified)
+        self._forget(a.key)
+        return Delivery(a.received_at, 503, "rejected", "another replica is saving this event: "
+                        "retry later", a.event, a.event_id, a.verified)
+
+    async def settle_shared(self, claim: Any, delivery: Delivery) -> None:
+        """After the save: mark the event done (200), or release the claim so CloudChat's
+        retry is taken. If the store is gone now, the claim expires by itself."""
+        from cloudchat_cli.services.webhooks.dedupe import DedupeUnavailable
+
+        try:
+            if delivery.status != 200:
+                await self.dedupe.release(claim)
+            elif claim.value != "done":
+                await self.dedupe.done(claim)
+        except DedupeUnavailable as exc:
+            self.on_notice(f"{exc.message}; its claim expires by itself within "
+                           f"{self.config.dedupe_claim_ttl:g} s")
 
     def to_save(self, accepted: Accepted, token: object = None) -> PendingSave:
         """The file ``--save`` writes for an accepted event (``self.store`` must be set)."""

@@ -33,3 +33,4 @@ class Accepted:
     event: dict[str, Any]
     event_id: str | None
     verified: bool
+    secret: int | None = None  # which configured secret verified it (the dedupe namespace)

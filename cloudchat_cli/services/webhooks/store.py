@@ -307,3 +307,36 @@ def _read_event(path: Path) -> SavedEvent:
             raw = base64.b64decode(encoded, validate=True)
             record["_has_body"] = True
     return SavedEvent(path.stem, raw, record)
+
+
+class NotSavedEvent(ValueError):
+    """A file in the events directory that is not an event saved by ``webhook listen --save``."""
+
+
+def read_saved(path: Path) -> SavedEvent | None:
+    """One saved event, read on its own (flat memory over any number of files).
+
+    ``None`` while the file is still being written (no final newline yet: read it later);
+    ``NotSavedEvent`` for a file that is not a saved event (another tool's file, a corrupt one);
+    ``OSError`` when it cannot be read."""
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):
+        return None
+    try:
+        record = json.loads(data)
+    except ValueError:
+        raise NotSavedEvent("not JSON") from None
+    if not isinstance(record, dict):
+        raise NotSavedEvent("not a saved event (no body)")
+    body, encoded = record.pop("body", None), record.pop("body_base64", None)
+    if isinstance(body, str):
+        try:
+            return SavedEvent(path.stem, body.encode("utf-8"), record)
+        except UnicodeEncodeError:
+            raise NotSavedEvent("its body is not valid text") from None
+    if isinstance(encoded, str):
+        try:
+            return SavedEvent(path.stem, base64.b64decode(encoded, validate=True), record)
+        except ValueError:
+            raise NotSavedEvent("its body_base64 is not base64") from None
+    raise NotSavedEvent("not a saved event (no body)")

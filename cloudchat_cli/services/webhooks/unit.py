@@ -16,6 +16,7 @@ from pathlib import Path
 
 CREDENTIAL = "webhook-secret"
 DEFAULT_SECRET = "/etc/cloudchat/webhook-secret"
+ENV_FILE = "/etc/cloudchat/listen.env"
 SELF_FLAG = "--print-systemd-unit"
 
 
@@ -91,7 +92,10 @@ def systemd_unit(argv: list[str], *, cwd: Path, user: str | None, state_dir: Pat
               _env("CLOUDCHAT_STATE_DIR", str(state_dir))]
     if profile:
         lines.append(_env("CLOUDCHAT_PROFILE", profile))
-    lines.append("Environment=CLOUDCHAT_NO_KEYRING=1")
+    lines += ["Environment=CLOUDCHAT_NO_KEYRING=1",
+              "# other settings that hold secrets (CLOUDCHAT_WEBHOOK_DEDUPE_STORE with its",
+              "# password…): one NAME=value a line, readable by root only; optional",
+              f"EnvironmentFile=-{ENV_FILE}"]
     if not no_verify and not creds:
         source = secret_file_env or DEFAULT_SECRET
         lines += ["# the webhook secret: a file only root reads (one secret per line); systemd",
