@@ -82,3 +82,11 @@ def test_track_bench_measures_and_checks_its_counts(env):
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| 300 |")]
     assert [r.split("|")[2].strip() for r in rows] == [
         "first: 900 new files", "again: nothing new", "incremental: 3 new files"]
+
+
+def test_pacing_bench_measures_rate_and_gaps(env):
+    proc = run(env, BENCH / "pacing.py", "--rows", "5", "--limit", "20", "--window", "1",
+               "--rate", "2/s", timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 3 and all(line.rstrip().endswith("| 0 |") for line in rows[1:])

@@ -118,7 +118,7 @@ def _sigterm_midway(tmp_path, env, box, sig):
     cenv = bc_env(env, box, CLOUDCHAT_RATE_LIMIT="5", CLOUDCHAT_RATE_WINDOW="60")
     proc = subprocess.Popen(
         [cloudchat_exe(), "broadcast", str(path), "-t", TEMPLATE, "--yes", "--report",
-         str(report)],
+         str(report), "--spacing", "burst"],
         env=cenv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     for _ in range(5):

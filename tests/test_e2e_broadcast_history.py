@@ -207,8 +207,8 @@ def _interrupted_run(path, cenv, journal, box, sent):
     ``box`` must print a line per accepted message (not started with -q)."""
     proc = subprocess.Popen(
         [cloudchat_exe(), "broadcast", str(path), "-t", TEMPLATE, "-y", "--journal",
-         str(journal)], env=cenv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True)
+         str(journal), "--spacing", "burst"], env=cenv, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for _ in range(sent):
         assert box.readline()
     proc.send_signal(signal.SIGTERM)
@@ -220,7 +220,8 @@ def test_discard_archives_what_sent_and_deletes_what_did_not(tmp_path, env, sand
     box = sandbox_factory()  # loud: one line per accepted message
     path = make_csv(tmp_path, 10)
     cenv = bc_env(env, box, CLOUDCHAT_RATE_LIMIT="3", CLOUDCHAT_RATE_WINDOW="60")
-    run = subprocess.Popen([cloudchat_exe(), "broadcast", str(path), "-t", TEMPLATE, "-y"],
+    run = subprocess.Popen([cloudchat_exe(), "broadcast", str(path), "-t", TEMPLATE, "-y",
+                            "--spacing", "burst"],
                            env=cenv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, text=True)
     for _ in range(3):

@@ -57,7 +57,8 @@ def test_second_run_refuses_at_once_while_status_still_works(tmp_path, env, sand
     path = make_csv(tmp_path, 40)
     journal = tmp_path / "j.sqlite3"
     cenv = bc_env(env, box)
-    args = ["broadcast", str(path), "-t", TEMPLATE, "--yes", "--journal", str(journal)]
+    args = ["broadcast", str(path), "-t", TEMPLATE, "--yes", "--journal", str(journal),
+            "--spacing", "burst"]
     # 5 per minute: after 5 messages the first run waits for the rate limit, still active.
     first = start(args, {**cenv, "CLOUDCHAT_RATE_LIMIT": "5", "CLOUDCHAT_RATE_WINDOW": "60"})
     for _ in range(5):

@@ -166,6 +166,7 @@ def test_broadcast_under_500s_and_429_storm_accounts_exactly(tmp_path, env, sand
     report = tmp_path / "report.csv"
     # The client believes in a looser limit than the server enforces: a 429 storm.
     proc = run_cli("broadcast", str(path), "-t", TEMPLATE, "-y", "--report", str(report),
+                   "--spacing", "burst",
                    env=bc_env(env, box, CLOUDCHAT_RATE_LIMIT="40", CLOUDCHAT_RATE_WINDOW="2",
                               CLOUDCHAT_MAX_RETRIES="10"), timeout=180)
     records = box.records()

@@ -139,8 +139,8 @@ def test_exclude_file_and_opt_outs_that_arrive_before_a_resume(tmp_path, env, sa
     cenv = bc_env(env, box, CLOUDCHAT_RATE_LIMIT="2", CLOUDCHAT_RATE_WINDOW="60")
     proc = subprocess.Popen(
         [cloudchat_exe(), "broadcast", str(path), "-t", TEMPLATE, "-y", "--exclude",
-         str(exclude), "--concurrency", "1"], env=cenv, stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+         str(exclude), "--concurrency", "1", "--spacing", "burst"], env=cenv,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     for _ in range(2):
         assert box.readline()
     proc.terminate()

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cloudchat_cli.core.errors import RateLimitWait
-from cloudchat_cli.core.throttle import MemoryStore, Throttle, next_try
+from cloudchat_cli.core.throttle import Budget, MemoryStore, Throttle, next_try
 from cloudchat_cli.core.throttle_sqlite import SqliteStore, key_hash
 
 from .fakes import FakeClock
@@ -103,32 +103,54 @@ actions = st.lists(
         st.tuples(st.just("respond"), st.integers(0, 50), fractions),
         st.tuples(st.just("crash"), st.integers(0, 50), fractions),
         st.tuples(st.just("advance"), delays),
+        st.tuples(st.just("stamp"), st.integers(0, 50)),
     ),
     min_size=10,
     max_size=120,
 )
 
 
-def simulate(store_factory, steps, clock=None):
-    """Four simulated processes share one store; check every server-side rolling window."""
+def simulate(store_factory, steps, clock=None, budget=None):
+    """Four simulated processes share one store; check every server-side rolling window.
+
+    With a ``budget``, processes 0 and 1 are a broadcast's workers spending it (its share of
+    the window and its spacing are checked too); 2 and 3 stay outside it."""
     clock = clock or FakeClock(0)
     store = store_factory()
     procs = [Throttle(LIMIT, WINDOW, store=store, margin=0.0, timeout=TIMEOUT, clock=clock,
                       sleep=clock.sleep) for _ in range(4)]
+    if budget is not None:
+        procs[0].budget = procs[1].budget = budget
     flying: list[tuple[int, int, float]] = []  # (process, slot, sent at)
     arrivals: list[float] = []
+    own_arrivals: list[float] = []
+    own_sends: list[float] = []
 
     def finish(i: int, frac: float, release: bool) -> None:
         proc, slot, sent = flying.pop(i)
-        arrivals.append(sent + frac * (clock.now - sent))  # it reached the server meanwhile
+        arrival = sent + frac * (clock.now - sent)  # it reached the server meanwhile
+        arrivals.append(arrival)
+        if procs[proc].budget is not None:
+            own_arrivals.append(arrival)
         if release:
             procs[proc].release(slot)
+
+    stamps: list[float] = []  # when a budgeted request said it was leaving (Throttle.sent)
 
     for step in steps:
         if step[0] == "acquire":
             slot, _, _ = procs[step[1]].try_acquire()
             if slot is not None:
                 flying.append((step[1], slot, clock.now))
+                if procs[step[1]].budget is not None:
+                    if budget is not None and stamps:
+                        assert clock.now >= stamps[-1] + budget.pace - 1e-9, "spaced from stamp"
+                    own_sends.append(clock.now)
+        elif step[0] == "stamp" and flying:
+            proc = flying[step[1] % len(flying)][0]
+            procs[proc].sent()
+            if procs[proc].budget is not None and procs[proc].budget.pace:
+                stamps.append(clock.now)
         elif step[0] in ("respond", "crash") and flying:
             finish(step[1] % len(flying), step[2], release=step[0] == "respond")
         elif step[0] == "advance":
@@ -143,11 +165,87 @@ def simulate(store_factory, steps, clock=None):
                 clock.now = max(clock.now, when)
                 finish(i, 1.0, release=True)
             clock.now = target
-    arrivals.sort()
+    arrivals.extend(s for _, _, s in flying)  # still in flight: they may arrive at once
+    own_arrivals.extend(s for p, _, s in flying if procs[p].budget is not None)
+    check_window(arrivals, LIMIT)
+    if budget is not None:
+        check_window(own_arrivals, budget.limit)
+        gaps = [b - a for a, b in zip(own_sends, own_sends[1:], strict=False)]
+        assert all(g >= budget.pace - 1e-9 for g in gaps), f"spacing broken: {own_sends}"
+
+
+def check_window(arrivals: list[float], limit: int) -> None:
+    arrivals = sorted(arrivals)
     for j, a in enumerate(arrivals):
         # (a - W, a], with 1 ns for float rounding: (t + W) - W can land just below t
         inside = j + 1 - bisect.bisect_right(arrivals, a - WINDOW + 1e-9)
-        assert inside <= LIMIT, f"{inside} arrivals in the window ending at {a}: {arrivals}"
+        assert inside <= limit, f"{inside} arrivals in the window ending at {a}: {arrivals}"
+
+
+budgets = st.builds(Budget, st.just("b0"), st.integers(1, LIMIT),
+                    st.sampled_from([0.0, 1.0, 2.5, WINDOW / 2]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(actions, budgets)
+def test_window_and_budget_never_exceeded_memory(steps, budget):
+    simulate(MemoryStore, steps, budget=budget)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=actions, budget=budgets)
+def test_window_and_budget_never_exceeded_sqlite(tmp_path, steps, budget):
+    counter = iter(range(10**9))
+    simulate(lambda: SqliteStore(tmp_path / f"b{next(counter)}-{id(steps)}.sqlite3",
+                                 window=WINDOW, margin=0.0), steps, budget=budget)
+
+
+def test_budget_leaves_the_rest_of_the_window_to_others():
+    """A broadcast spending its share waits; a send outside it is served at once."""
+    clock = FakeClock(0)
+    store = MemoryStore()
+    broadcast = Throttle(5, 10, store=store, margin=0, clock=clock, sleep=clock.sleep)
+    broadcast.budget = Budget("bc", 2, pace=1.0)
+    other = Throttle(5, 10, store=store, margin=0, clock=clock, sleep=clock.sleep)
+    first, _, _ = broadcast.try_acquire()
+    assert first is not None
+    refused, retry_at, _ = broadcast.try_acquire()  # its spacing: not before t=1
+    assert refused is None and retry_at == 1.0
+    assert other.try_acquire()[0] is not None  # not held back by the broadcast's spacing
+    broadcast.release(first)  # answered at once: held until t=10
+    clock.advance(1.0)
+    second = broadcast.try_acquire()[0]
+    assert second is not None
+    broadcast.release(second)  # held until t=11
+    clock.advance(1.0)
+    refused, retry_at, _ = broadcast.try_acquire()  # its share (2) is spent until t=10
+    assert refused is None and retry_at == 10.0
+    assert other.try_acquire()[0] is not None and other.try_acquire()[0] is not None
+    assert other.try_acquire()[0] is None  # the App's window (5) is full: 2 + 3
+
+
+def test_budget_slots_are_shared_by_processes_of_one_broadcast(tmp_path):
+    clock = FakeClock(0)
+    path = tmp_path / "w.sqlite3"
+    one, two = (Throttle(10, 10, store=SqliteStore(path, window=10, margin=0), margin=0,
+                         clock=clock, sleep=clock.sleep) for _ in range(2))
+    one.budget = two.budget = Budget("same", 1)
+    assert one.try_acquire()[0] is not None
+    assert two.try_acquire()[0] is None
+    two.budget = Budget("another", 1)
+    assert two.try_acquire()[0] is not None
+
+
+def test_gate_pauses_before_taking_a_slot():
+    clock = FakeClock(0)
+    t = Throttle(5, 10, clock=clock, sleep=clock.sleep)
+    heard = []
+    t.gate = lambda now: 100.0 if now < 100 else None
+    t.on_pause = heard.append
+    t.acquire()
+    assert clock.now == 100.0 and heard[-1] is None and set(heard[:-1]) == {100.0}
+    assert max(clock.sleeps) <= 5.0  # it looks at the clock again every few seconds
 
 
 @settings(max_examples=500, deadline=None)

@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 
 from cloudchat_cli.core import redisurl
 from cloudchat_cli.core.errors import ExitCode, NetworkError, UsageError
-from cloudchat_cli.core.throttle import Throttle, key_hash, next_try
+from cloudchat_cli.core.throttle import Throttle, decide, key_hash, next_try
 
 from .fakes import FakeClock
-from .test_throttle import WINDOW, actions, simulate
+from .test_throttle import WINDOW, actions, budgets, simulate
 
 KEY = "sk_live_redis_secret_0123456789abcdef"
 
@@ -89,6 +89,48 @@ def test_lua_next_try_agrees_with_python(redis_server, now, limit, slots, blocke
         assert got is None
     else:
         assert got == pytest.approx(expected, abs=2e-6)
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(now=times, limit=st.integers(1, 6), slots=slot_lists, blocked=times, paced=times,
+       settle=times, own_limit=st.integers(1, 4), own_slots=slot_lists, own_paced=times)
+def test_lua_budget_decision_agrees_with_python(redis_server, now, limit, slots, blocked, paced,
+                                                settle, own_limit, own_slots, own_paced):
+    store = store_for(redis_server)
+    live = [(e, f) for e, f in slots if e > now]
+    own = (own_limit, [(e, f) for e, f in own_slots if e > now], own_paced)
+    expected = decide(now, limit, live, blocked, paced, settle, own)
+    got = store.decide(now, limit, live, blocked, paced, settle, own)
+    if expected is None:
+        assert got is None
+    else:
+        assert got == pytest.approx(expected, abs=2e-6)
+
+
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=actions, budget=budgets)
+def test_window_and_budget_never_exceeded_redis(redis_server, steps, budget):
+    redis_server.client().flushall()
+    clock = FakeClock(0)
+    simulate(lambda: store_for(redis_server, clock=clock), steps, clock=clock, budget=budget)
+
+
+def test_budget_key_is_tagged_and_expires(redis_server):
+    from cloudchat_cli.core.throttle import Budget
+    from cloudchat_cli.core.throttle_redis import keys_for
+
+    redis_server.client().flushall()
+    budget = Budget("abc123", 2, pace=1.0)
+    t = Throttle(5, WINDOW, store=store_for(redis_server), margin=0.0)
+    t.budget = budget
+    t.release(t.acquire())
+    client = redis_server.client()
+    own = keys_for(KEY, budget)[2]
+    assert own.startswith("cloudchat:{" + key_hash(KEY) + "}:")  # one Cluster slot
+    assert 0 < client.pttl(own) <= (WINDOW + 1) * 1000
+    assert client.zcard(own) == 1
 
 
 @settings(max_examples=40, deadline=None,

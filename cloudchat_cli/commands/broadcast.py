@@ -116,16 +116,34 @@ def run(
     exclude: Path | None = typer.Option(
         None, "--exclude", help="Skip these recipients this run: a CSV with a 'to' column, or "
         "one per line.", show_default=False),
+    rate: str | None = typer.Option(
+        None, "--rate", help="This broadcast's share of the App's limit, e.g. 40/min, 1/s, "
+        "500/h (default: setting broadcast_rate, else all of rate_limit).", show_default=False),
+    spacing: str = typer.Option(
+        "auto", "--spacing", help="auto: one request every window/N; burst: as fast as the "
+        "share allows; or seconds between requests."),
+    between: str | None = typer.Option(
+        None, "--between", help="Send only between these hours, e.g. 08:00-20:00 (may cross "
+        "midnight); paused outside.", show_default=False),
+    tz: str | None = typer.Option(
+        None, "--tz", help="Time zone of --between and --at, e.g. Asia/Jakarta (default: the "
+        "system's).", show_default=False),
+    at: str | None = typer.Option(
+        None, "--at", help='Start at this time, e.g. "2026-12-01 08:00" (the plan is shown '
+        "at once).", show_default=False),
 ) -> None:
     """Send one message per CSV row (resumable; never sends a row twice)."""
     steady_gc()
     import functools
+    import time
 
+    from cloudchat_cli.services.broadcast import pacing, runs, service
     from cloudchat_cli.services.broadcast import plan as planning
-    from cloudchat_cli.services.broadcast import runs, service
 
     session = ctx.obj
     cfg = session.settings()
+    etiquette = pacing.prepare(cfg, rate=rate, spacing=spacing, between=between, tz=tz, at=at,
+                               now=time.time())
     options = planning.BroadcastOptions(
         csv_path=file,
         template=_read_template(template, template_file),
@@ -147,7 +165,7 @@ def run(
                                  again=again, exclude=exclude,
                                  default_country_code=cfg.default_country_code)
     if dry_run:
-        _dry_run(info, tmpl, options, preview, cfg, withhold, skip_invalid=skip_invalid,
+        _dry_run(info, tmpl, options, preview, etiquette, withhold, skip_invalid=skip_invalid,
                  json_out=json_out)
         return
     opened = runs.open_run(path, info, options, explicit=journal is not None, again=again,
@@ -175,7 +193,7 @@ def run(
             raise _refusal(plan)
         counts = jr.counts()
         if not quiet:
-            _show_plan(plan, counts, cfg, resumed=opened.resumed)
+            _show_plan(plan, counts, etiquette, resumed=opened.resumed)
             broadcast_runs.show_withheld(held, counts)
             if plan.invalid:
                 _show_invalid(plan)
@@ -194,7 +212,8 @@ def run(
             if not service.attempted(jr.counts()):
                 jr.discard()  # nothing went out: leave nothing half-started behind
             raise
-        _send(session, jr, counts["pending"], concurrency, quiet, log_every, report, json_out)
+        _send(session, jr, counts["pending"], concurrency, quiet, log_every, report, json_out,
+              etiquette, ident.key)
     finally:
         jr.close()
 
@@ -271,11 +290,10 @@ def _show_invalid(plan) -> None:
         console.info(f"  … and {plan.invalid - len(plan.errors)} more invalid row(s)")
 
 
-def _show_plan(plan, counts, cfg, *, resumed: bool) -> None:
-    from cloudchat_cli.output.progress import fmt_duration
+def _show_plan(plan, counts, etiquette, *, resumed: bool) -> None:
+    import time
 
     per = ", ".join(f"{ch} {n}" for ch, n in plan.per_channel.items()) or "none"
-    eta = counts["pending"] * (cfg.rate_window + cfg.rate_margin) / cfg.rate_limit
     empty = f", {plan.empty_rows} empty row(s) skipped" if plan.empty_rows else ""
     console.info(
         f"Plan: {plan.rows} rows: {plan.valid} valid ({per}), {plan.invalid} invalid, "
@@ -291,11 +309,10 @@ def _show_plan(plan, counts, cfg, *, resumed: bool) -> None:
     if resumed:
         console.info(f"Resuming: {counts['sent']} sent, {counts['failed']} failed, "
                      f"{counts['unknown']} unknown, {counts['pending']} to send")
-    console.info(f"ETA at {cfg.rate_limit} per {cfg.rate_window:g} s: about {fmt_duration(eta)} "
-                 f"for {counts['pending']} message(s)")
+    console.info(f"ETA: {etiquette.describe(counts['pending'], time.time())}")
 
 
-def _dry_run(info, tmpl, options, preview: int, cfg, withhold, *, skip_invalid: bool,
+def _dry_run(info, tmpl, options, preview: int, etiquette, withhold, *, skip_invalid: bool,
              json_out: bool) -> None:
     """Check every row like the real run; exit 2 exactly when the real run would refuse."""
     import tempfile
@@ -314,14 +331,14 @@ def _dry_run(info, tmpl, options, preview: int, cfg, withhold, *, skip_invalid: 
             shown = jr.preview(preview)
             if json_out:
                 data = planning.plan_json(
-                    plan, counts, cfg, info, preview=shown, skip_invalid=skip_invalid,
+                    plan, counts, etiquette, info, preview=shown, skip_invalid=skip_invalid,
                     invalid=planning.invalid_rows(jr, options))
                 data["withheld"] = {
                     "already_sent": held.already_sent, "last_sent_at": held.last_sent_at,
                     "again": held.again, "opted_out": held.opted_out, "excluded": held.excluded}
                 console.print_json(data)
             else:
-                _show_plan(plan, counts, cfg, resumed=False)
+                _show_plan(plan, counts, etiquette, resumed=False)
                 broadcast_runs.show_withheld(held, counts)
                 if plan.invalid:
                     _show_invalid(plan)
@@ -357,13 +374,15 @@ def _confirm(pending: int, yes: bool) -> None:
         raise Interrupted("not confirmed; nothing was sent")
 
 
-def _send(session, jr, pending, concurrency, quiet, log_every, report, json_out) -> None:
+def _send(session, jr, pending, concurrency, quiet, log_every, report, json_out,
+          etiquette, name) -> None:
     from cloudchat_cli.core.errors import Interrupted
     from cloudchat_cli.output.progress import BroadcastProgress
     from cloudchat_cli.services.broadcast.runner import Runner
 
-    progress = BroadcastProgress(pending, quiet=quiet, log_every=log_every)
+    progress = BroadcastProgress(pending, quiet=quiet, log_every=log_every, schedule=etiquette)
     client = session.client(notify=progress.notify)
+    etiquette.apply(client.throttle, name, on_pause=progress.paused)
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -412,20 +431,22 @@ def _journal_moved(jr, result, report) -> None:
 
 
 def resume_command(journal: Path | None = None) -> str:
-    argv = sys.argv[1:]
+    # --at has done its work once the run began: resuming starts at once (a passed --at is
+    # refused, so keeping it would make the printed command fail).
+    argv = _without(sys.argv[1:], "--at")
     if journal is not None:
-        argv = _without_journal(argv) + ["--journal", str(journal)]
+        argv = _without(argv, "--journal") + ["--journal", str(journal)]
     return shlex.join(["cloudchat", *argv])
 
 
-def _without_journal(argv: list[str]) -> list[str]:
+def _without(argv: list[str], option: str) -> list[str]:
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-        elif arg == "--journal":
+        elif arg == option:
             skip = True
-        elif not arg.startswith("--journal="):
+        elif not arg.startswith(option + "="):
             out.append(arg)
     return out
 

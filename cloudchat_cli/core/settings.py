@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloudchat_cli.core import paths, redisurl
+from cloudchat_cli.core import paths, rate, redisurl
 from cloudchat_cli.core.channels import CHANNELS, canonical_channel
 from cloudchat_cli.core.errors import ConfigError
 from cloudchat_cli.core.files import read_limited
@@ -112,6 +112,8 @@ SPECS: dict[str, Spec] = {
              "seconds a slot is held past the window"),
         Spec("timeout", 30.0, _number(float, 0, strict=True, maximum=DAY),
              "seconds one HTTP request may take in total"),
+        Spec("broadcast_rate", "", rate.parse_rate_setting,
+             "a broadcast's share of rate_limit, like 40/min (empty: all of it)"),
         Spec("max_retries", 4, _number(int, 0, maximum=1000), "retries after a 429 or 5xx"),
         Spec("max_retry_wait", 300.0, _number(float, 0, maximum=DAY),
              "total seconds a request may spend waiting"),

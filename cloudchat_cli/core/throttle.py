@@ -6,6 +6,13 @@ arrivals inside any rolling window, whatever the latency: for any N+1 arrivals i
 each slot covers [arrival, arrival + window], so all N+1 would be held at the last arrival.
 The price is a ceiling of N / (window + round trip) requests per second.
 
+A broadcast may be given a ``Budget``: a share of the same window (at most ``limit`` of its own
+slots held at once) and a spacing between its own sends. Its slots are ordinary slots of the
+App's window, tagged with the budget's name, and a send must pass both checks in one atomic
+decision — so the App's window is never exceeded, the broadcast never takes more than its
+share, and the rest of the window stays free for everything else (a `cloudchat send`, other
+machines) without queueing behind the broadcast's backlog or its spacing.
+
 The bookkeeping lives in a ``SlotStore``; this module holds the policy and the in-memory store.
 """
 
@@ -22,6 +29,10 @@ from cloudchat_cli.core.errors import RateLimitWait
 
 # How often a waiter re-checks while some slot is still in flight (its true expiry is unknown).
 POLL = 0.05
+# The longest spacing a budget may ask for (a day): stores forget older last-sends.
+MAX_PACE = 86400.0
+# How long a closed gate sleeps before looking at the clock again.
+GATE_STEP = 5.0
 
 
 def key_hash(api_key: str) -> str:
@@ -45,6 +56,15 @@ class WindowState:
         return max(0, self.limit - self.used)
 
 
+@dataclass(frozen=True)
+class Budget:
+    """A broadcast's share of the App's window: ``limit`` of its slots, one send per ``pace`` s."""
+
+    name: str  # [0-9a-z] only: it becomes part of a SQLite value and a Redis key
+    limit: int
+    pace: float = 0.0
+
+
 class SlotStore(Protocol):
     """Where slots live: in memory (one process), SQLite (this machine) or Redis (every machine).
 
@@ -55,14 +75,20 @@ class SlotStore(Protocol):
     where: str  # for people: "this process", "this machine (…)", "every machine using redis://…"
 
     def try_acquire(
-        self, now: float, limit: int, hold_until: float, pace: float, settle: float
+        self, now: float, limit: int, hold_until: float, pace: float, settle: float,
+        budget: Budget | None = None,
     ) -> tuple[int | None, tuple[float, float]]:
-        """Take a slot if fewer than ``limit`` are held and no block or pacing applies.
+        """Take a slot if fewer than ``limit`` are held and no block or pacing applies (and,
+        with a budget, fewer than its limit are its own and its spacing has passed).
 
         Returns (slot id, _) on success, else (None, (when to look again, estimated free time)).
         """
 
-    def release(self, slot: int, expires_at: float, now: float) -> None: ...
+    def release(self, slot: int, expires_at: float, now: float,
+                budget: Budget | None = None) -> None: ...
+
+    def mark_sent(self, budget: Budget, now: float) -> None:
+        """The budget's request goes out now: its spacing counts from here (never earlier)."""
 
     def block(self, until: float, now: float) -> None: ...
 
@@ -101,6 +127,28 @@ def next_try(
     return max(other, slot_free), eta
 
 
+def decide(
+    now: float,
+    limit: int,
+    slots: list[tuple[float, bool]],
+    blocked_until: float,
+    paced_until: float,
+    settle: float,
+    own: tuple[int, list[tuple[float, bool]], float] | None = None,
+) -> tuple[float, float] | None:
+    """``next_try`` for the App's window and, given ``own`` = (budget limit, the budget's own
+    live slots, its paced-until), for the budget's share too: a slot only when both allow."""
+    shared = next_try(now, limit, slots, blocked_until, paced_until, settle)
+    if own is None:
+        return shared
+    mine = next_try(now, own[0], own[1], 0.0, own[2], settle)
+    waits = [d for d in (shared, mine) if d is not None]
+    if not waits:
+        return None
+    # Each retry time is the earliest its own check could pass: the later one for both.
+    return max(r for r, _ in waits), max(e for _, e in waits)
+
+
 class MemoryStore:
     """Slots of this process only (tests, and the reference model for the SQLite store)."""
 
@@ -108,38 +156,52 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._slots: dict[int, tuple[float, bool]] = {}  # id -> (expiry, in flight)
+        # id -> (expiry, in flight, budget name or "")
+        self._slots: dict[int, tuple[float, bool, str]] = {}
         self._next_id = 1
         self._blocked_until = 0.0
         self._last_sent = 0.0
+        self._budget_sent: dict[str, float] = {}
         self._pacing = False
 
-    def _live(self, now: float) -> list[tuple[float, bool]]:
+    def _live(self, now: float, owner: str | None = None) -> list[tuple[float, bool]]:
         self._slots = {k: v for k, v in self._slots.items() if v[0] > now}
-        return list(self._slots.values())
+        return [(e, f) for e, f, o in self._slots.values() if owner is None or o == owner]
 
-    def try_acquire(self, now, limit, hold_until, pace, settle):
+    def try_acquire(self, now, limit, hold_until, pace, settle, budget=None):
         with self._lock:
-            decision = next_try(
+            own = None
+            if budget is not None:
+                sent = self._budget_sent.get(budget.name)
+                own = (budget.limit, self._live(now, budget.name),
+                       sent + budget.pace if budget.pace and sent is not None else 0.0)
+            decision = decide(
                 now,
                 limit,
                 self._live(now),
                 self._blocked_until,
                 self._last_sent + pace if pace else 0.0,
                 settle,
+                own,
             )
             if decision is not None:
                 return None, decision
             slot = self._next_id
             self._next_id += 1
-            self._slots[slot] = (hold_until, True)
+            self._slots[slot] = (hold_until, True, budget.name if budget else "")
             self._last_sent = now
+            if budget is not None:
+                self._budget_sent[budget.name] = now
             return slot, (0.0, 0.0)
 
-    def release(self, slot, expires_at, now=None):
+    def release(self, slot, expires_at, now=None, budget=None):
         with self._lock:
             if slot in self._slots:
-                self._slots[slot] = (expires_at, False)
+                self._slots[slot] = (expires_at, False, self._slots[slot][2])
+
+    def mark_sent(self, budget, now):
+        with self._lock:
+            self._budget_sent[budget.name] = max(now, self._budget_sent.get(budget.name, now))
 
     def block(self, until, now=None):
         with self._lock:
@@ -185,6 +247,11 @@ class Throttle:
         self.clock = clock
         self.sleep = sleep
         self.pace = 0.0
+        # Set for a broadcast: its share of the window, and when it may not send at all
+        # (``gate(now)`` gives the time sending may resume, or None; ``on_pause`` hears of it).
+        self.budget: Budget | None = None
+        self.gate: Callable[[float], float | None] | None = None
+        self.on_pause: Callable[[float | None], None] | None = None
 
     def try_acquire(self) -> tuple[int | None, float, float]:
         """One attempt: (slot, 0, 0) or (None, when to look again, estimated free time)."""
@@ -192,8 +259,30 @@ class Throttle:
         # Until its response is seen, a slot is held for the longest it could need.
         hold = now + self.timeout + self.window + self.margin
         settle = now + self.window + self.margin
-        slot, (retry_at, eta) = self.store.try_acquire(now, self.limit, hold, self.pace, settle)
+        if self.budget is None:  # (stores written before budgets take no such argument)
+            slot, (retry_at, eta) = self.store.try_acquire(
+                now, self.limit, hold, self.pace, settle)
+        else:
+            slot, (retry_at, eta) = self.store.try_acquire(
+                now, self.limit, hold, self.pace, settle, budget=self.budget)
         return slot, retry_at, eta
+
+    def _wait_gate(self) -> None:
+        """Sleep while the gate is closed (quiet hours, a later start), in short steps: a
+        changed clock (a suspended laptop) is noticed, and ``on_pause`` hears each step (so
+        a progress line's remaining time moves on)."""
+        paused = False
+        while self.gate is not None:
+            now = self.clock()
+            until = self.gate(now)
+            if until is None or until <= now:
+                break
+            if self.on_pause:
+                self.on_pause(until)
+            paused = True
+            self.sleep(min(until - now, GATE_STEP))
+        if paused and self.on_pause:
+            self.on_pause(None)
 
     def acquire(
         self,
@@ -205,6 +294,7 @@ class Throttle:
         """Take a slot, sleeping until one frees; ``on_wait(seconds)`` hears of a wait once."""
         waited = False
         while True:
+            self._wait_gate()
             slot, retry_at, eta = self.try_acquire()
             if slot is not None:
                 if waited and on_done:
@@ -222,11 +312,21 @@ class Throttle:
             waited = True
             self.sleep(max(0.0, retry_at - now))
 
+    def sent(self) -> None:
+        """A budgeted request leaves now (after the caller's own bookkeeping, such as a
+        journal write): its spacing counts from this moment, so the time that bookkeeping
+        took cannot bring two requests closer than the spacing."""
+        if self.budget is not None and self.budget.pace:
+            self.store.mark_sent(self.budget, self.clock())
+
     def release(self, slot: int) -> None:
         """The response arrived, or the request timed out (so it may still have arrived just
         now): either way the slot is held one more window from this moment."""
         now = self.clock()
-        self.store.release(slot, now + self.window + self.margin, now)
+        if self.budget is None:
+            self.store.release(slot, now + self.window + self.margin, now)
+        else:
+            self.store.release(slot, now + self.window + self.margin, now, budget=self.budget)
 
     def block(self, seconds: float) -> None:
         """A 429 was answered: nobody using this key sends for ``seconds``."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from cloudchat_cli.core import paths
 from cloudchat_cli.core.errors import CloudChatError
 from cloudchat_cli.core.sqlitedb import LockedDb
-from cloudchat_cli.core.throttle import WindowState, key_hash, next_try
+from cloudchat_cli.core.throttle import MAX_PACE, WindowState, decide, key_hash
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS slots (
@@ -26,7 +26,12 @@ CREATE TABLE IF NOT EXISTS slots (
     pid INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS budget_slots (slot_id INTEGER PRIMARY KEY, owner TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS budget_slots_owner ON budget_slots (owner);
 """
+# budget_slots names the slots a broadcast's budget took (see core/throttle.py, "Budget"). A
+# table of its own rather than a new column: files made by earlier versions need no migration,
+# and an earlier version still running on the same file simply never writes to it.
 
 
 def throttle_path(api_key: str) -> Path:
@@ -79,6 +84,7 @@ class SqliteStore:
 
     def _live(self, db: sqlite3.Connection, now: float) -> list[tuple[float, bool]]:
         db.execute("DELETE FROM slots WHERE expires <= ?", (now,))
+        db.execute("DELETE FROM budget_slots WHERE slot_id NOT IN (SELECT id FROM slots)")
         rows = db.execute("SELECT id, expires, in_flight, pid FROM slots").fetchall()
         live = []
         for slot, expires, in_flight, pid in rows:
@@ -91,15 +97,26 @@ class SqliteStore:
             live.append((expires, bool(in_flight)))
         return live
 
-    def try_acquire(self, now, limit, hold_until, pace, settle):
+    def _own(self, db: sqlite3.Connection, budget) -> tuple[int, list[tuple[float, bool]], float]:
+        """The budget's live slots (after ``_live`` pruned the window) and its paced-until."""
+        rows = db.execute(
+            "SELECT s.expires, s.in_flight FROM slots s JOIN budget_slots b ON b.slot_id = s.id "
+            "WHERE b.owner = ?", (budget.name,)).fetchall()
+        sent = db.execute("SELECT v FROM meta WHERE k = ?", ("sent:" + budget.name,)).fetchone()
+        return (budget.limit, [(e, bool(f)) for e, f in rows],
+                sent[0] + budget.pace if budget.pace and sent else 0.0)
+
+    def try_acquire(self, now, limit, hold_until, pace, settle, budget=None):
         def run(db):
-            decision = next_try(
+            live = self._live(db, now)
+            decision = decide(
                 now,
                 limit,
-                self._live(db, now),
+                live,
                 self._meta(db, "blocked_until"),
                 self._meta(db, "last_sent") + pace if pace else 0.0,
                 settle,
+                self._own(db, budget) if budget is not None else None,
             )
             if decision is not None:
                 return None, decision
@@ -108,11 +125,25 @@ class SqliteStore:
                 (now, hold_until, os.getpid()),
             )
             self._set_meta(db, "last_sent", now)
+            if budget is not None:
+                db.execute("INSERT INTO budget_slots (slot_id, owner) VALUES (?, ?)",
+                           (cur.lastrowid, budget.name))
+                self._set_meta(db, "sent:" + budget.name, now)
+                # A spacing is at most a day: older last-sends no longer pace anything.
+                db.execute("DELETE FROM meta WHERE k LIKE 'sent:%' AND v < ?",
+                           (now - MAX_PACE - self.window,))
             return cur.lastrowid, (0.0, 0.0)
 
         return self._tx(run)
 
-    def release(self, slot, expires_at, now=None):
+    def mark_sent(self, budget, now):
+        def run(db):
+            key = "sent:" + budget.name
+            self._set_meta(db, key, max(now, self._meta(db, key)))
+
+        self._tx(run)
+
+    def release(self, slot, expires_at, now=None, budget=None):
         self._tx(
             lambda db: db.execute(
                 "UPDATE slots SET expires = ?, in_flight = 0 WHERE id = ?", (expires_at, slot)

@@ -1,9 +1,14 @@
-"""Broadcast progress on stderr: a rich bar on a TTY, a log line every N rows or 30 s otherwise."""
+"""Broadcast progress on stderr: a rich bar on a TTY, a log line every N rows or 30 s otherwise.
+
+With a ``schedule`` (the run's pacing.Etiquette) the remaining time and the rate shown come
+from the limiter's schedule (share, spacing, window, quiet hours), not from the bursts seen so
+far: a paced run's instantaneous rate says nothing about when it ends."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from cloudchat_cli.output import console
@@ -13,22 +18,28 @@ LOG_INTERVAL = 30.0
 
 def fmt_duration(seconds: float) -> str:
     seconds = int(max(0, seconds))
+    days, seconds = divmod(seconds, 86400)
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+    clock = f"{hours}:{minutes:02d}:{secs:02d}" if hours or days else f"{minutes}:{secs:02d}"
+    return f"{days} d {clock}" if days else clock
 
 
 class BroadcastProgress:
     """Receives row results and HTTP-core events; draws them for people."""
 
     def __init__(self, total: int, *, quiet: bool = False, log_every: int = 100,
-                 tty: bool | None = None):
+                 tty: bool | None = None, schedule: Any = None,
+                 clock: Callable[[], float] = time.time):
         self.total = total
         self.quiet = quiet
         self.log_every = max(1, log_every)
         self.tty = console.stderr_is_tty() if tty is None else tty
         self.counts = {"sent": 0, "failed": 0, "unknown": 0}
         self.waiting = False
+        self.schedule = schedule
+        self.clock = clock
+        self.paused_until: float | None = None
         self.started = time.monotonic()
         self._last_log = self.started
         self._lock = threading.Lock()
@@ -48,7 +59,6 @@ class BroadcastProgress:
             Progress,
             SpinnerColumn,
             TextColumn,
-            TimeRemainingColumn,
         )
 
         self._progress = Progress(
@@ -58,12 +68,12 @@ class BroadcastProgress:
             MofNCompleteColumn(),
             TextColumn("[green]{task.fields[sent]} sent[/green] "
                        "[red]{task.fields[failed]} failed[/red] {task.fields[rate]}"),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[eta]}"),
             console=console.err(),
             transient=False,
         )
         self._task = self._progress.add_task("Sending", total=self.total, sent=0, failed=0,
-                                             rate="")
+                                             rate="", eta="")
         self._progress.start()
 
     def stop(self) -> None:
@@ -75,9 +85,28 @@ class BroadcastProgress:
         elapsed = time.monotonic() - self.started
         return self.done / elapsed * 60 if elapsed > 0 else 0.0
 
+    def rate_text(self) -> str:
+        if self.schedule is not None:
+            return self.schedule.rate_shown()
+        return f"{self.rate():.1f}/min"
+
     def eta(self) -> float | None:
+        remaining = self.total - self.done
+        if self.schedule is not None:
+            left = self.schedule.remaining(self.clock(), remaining)
+            return None if left == float("inf") else left
         per_min = self.rate()
-        return (self.total - self.done) / per_min * 60 if per_min else None
+        return remaining / per_min * 60 if per_min else None
+
+    def paused(self, until: float | None) -> None:
+        """The run waits for its hours or its start time (None: it goes on)."""
+        with self._lock:
+            news = until != self.paused_until
+            self.paused_until = until
+            if news and until is not None and not self.quiet and not self.tty and self.schedule:
+                console.info(f"[{time.strftime('%H:%M:%S')}] paused until "
+                             f"{self.schedule.label(until, self.clock())}")
+            self._refresh(force=False)
 
     def on_row(self, row: int, state: str, info: dict[str, Any]) -> None:
         with self._lock:
@@ -93,7 +122,9 @@ class BroadcastProgress:
             self._refresh(force=False)
 
     def notify(self, event: str, data: dict[str, Any]) -> None:
-        if event == "throttle_wait" and data["seconds"] > 1:
+        # A paced run waits before nearly every request: only a longer wait is news.
+        spacing = self.schedule.pacing.spacing if self.schedule is not None else 0.0
+        if event == "throttle_wait" and data["seconds"] > max(1.0, spacing + 1.0):
             with self._lock:
                 self.waiting = True
                 self._refresh(force=False, wait=data["seconds"])
@@ -105,22 +136,26 @@ class BroadcastProgress:
     def _refresh(self, *, force: bool, wait: float | None = None) -> None:
         if self.quiet:
             return
+        eta = self.eta()
         if self._progress is not None:
             desc = "Waiting for rate limit" if self.waiting else "Sending"
+            if self.paused_until is not None and self.schedule is not None:
+                desc = f"Paused until {self.schedule.label(self.paused_until, self.clock())}"
             self._progress.update(
                 self._task, completed=self.done, description=desc, sent=self.counts["sent"],
                 failed=self.counts["failed"] + self.counts["unknown"],
-                rate=f"{self.rate():.1f}/min",
+                rate=self.rate_text(), eta=f"ETA {fmt_duration(eta)}" if eta is not None else "",
             )
             return
         now = time.monotonic()
+        if self.paused_until is not None and not force:
+            return  # its "paused until …" line says it all; a night's pause logs nothing more
         if force or now - self._last_log >= LOG_INTERVAL:
             self._last_log = now
-            eta = self.eta()
             console.info(
                 f"[{time.strftime('%H:%M:%S')}] {self.done}/{self.total}: "
                 f"{self.counts['sent']} sent, {self.counts['failed']} failed, "
                 f"{self.counts['unknown']} unknown, {self.total - self.done} remaining, "
-                f"{self.rate():.1f}/min" + (f", ETA {fmt_duration(eta)}" if eta else "")
+                f"{self.rate_text()}" + (f", ETA {fmt_duration(eta)}" if eta is not None else "")
                 + (f" (waiting {wait:.0f} s for the rate limit)" if wait else "")
             )

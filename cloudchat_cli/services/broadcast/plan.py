@@ -189,10 +189,14 @@ def summarise(journal: Journal, error_limit: int = 20) -> Plan:
     return plan
 
 
-def plan_json(plan: Plan, counts: dict, cfg, info: csvsource.CsvInfo, *, preview: list,
+def plan_json(plan: Plan, counts: dict, etiquette, info: csvsource.CsvInfo, *, preview: list,
               skip_invalid: bool, invalid: list[dict]) -> dict:
-    """The whole plan as one JSON object (``broadcast --dry-run --json``)."""
-    eta = counts["pending"] * (cfg.rate_window + cfg.rate_margin) / cfg.rate_limit
+    """The whole plan as one JSON object (``broadcast --dry-run --json``); ``etiquette`` is
+    the run's pacing.Etiquette (its schedule gives the ETA)."""
+    import time
+
+    schedule = etiquette.as_json(counts["pending"], time.time())
+    pacing = etiquette.pacing
     return {
         "dry_run": True,
         "would_refuse": bool(plan.invalid and not skip_invalid),
@@ -206,8 +210,9 @@ def plan_json(plan: Plan, counts: dict, cfg, info: csvsource.CsvInfo, *, preview
         "empty_rows": plan.empty_rows,
         "per_channel": plan.per_channel,
         "to_send": counts["pending"],
-        "eta_seconds": round(eta, 1),
-        "rate_limit": {"requests": cfg.rate_limit, "window_seconds": cfg.rate_window},
+        "eta_seconds": schedule["eta_seconds"],
+        "rate_limit": {"requests": pacing.app_limit, "window_seconds": pacing.window},
+        "schedule": schedule,
         "invalid_rows": invalid,
         "warnings": plan.warnings,
         "notes": plan.notes,

@@ -129,6 +129,8 @@ class Runner:
             if not marked:
                 self.journal.mark(row, "sending")
                 marked.append(True)
+            if self.client.throttle is not None:
+                self.client.throttle.sent()  # the spacing counts from here, not the slot
 
         try:
             result = send_message(self.client, payload, on_send=on_send)
