@@ -66,6 +66,16 @@ def test_history_bench_measures_ingest_and_lookup(env):
     assert len(rows) == 1 + 3 and rows[2].endswith("| 500 |")  # half were sent before
 
 
+def test_forward_outage_bench_measures(env):
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import forward_outage as f; "
+            "r = f.measure(12, 0.5, delays='0.1', max_delay='0.2', timeout=60); "
+            "print([r[k] for k in ('acknowledged_200', 'delivered', 'duplicates', "
+            "'order_kept', 'invalid_signatures')])")
+    proc = run(env, "-c", code, BENCH)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[12, 12, 0, True, 0]"
+
+
 def test_track_bench_measures_and_checks_its_counts(env):
     proc = run(env, BENCH / "track.py", "--rows", "300")
     assert proc.returncode == 0, proc.stderr

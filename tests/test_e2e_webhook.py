@@ -300,39 +300,20 @@ def test_stalled_client_does_not_block_others(listener_factory):
 
 
 def test_forward_to_app_up_and_down(tmp_path, wenv, listener_factory, receiver):
-    lis = listener_factory("--forward-to", receiver.url, "--forward-retry-delays", "0.1,0.1")
+    lis = listener_factory("--forward-to", receiver.url, "--forward-retry-delays", "0.1,0.1",
+                           "--forward-max-delay", "0.2")
     body = event_body("evt_fwd")
     assert lis.post(body).status_code == 200
     forwarded = receiver.requests.get(timeout=10)
     assert forwarded["body"] == body
     assert forwarded["headers"]["X-CloudChat-Signature"] == sign(SECRET, body)
-    receiver.statuses = [500, 500, 500]  # the app is "down"
-    assert lis.post(event_body("evt_lost?")).status_code == 200
-    line = lis.error_line("the event is saved at")
-    assert "failed after 3 attempt(s)" in line
-    saved = line.rsplit("saved at ", 1)[1].strip()
-    check = run_cli("webhook", "verify", "--dir", saved.rsplit("/", 1)[0], env=wenv)
-    assert check.returncode == 0
-
-
-def test_forward_failure_with_nowhere_to_keep_the_event_is_reported(tmp_path, wenv,
-                                                                      listener_factory, receiver):
-    blocked = tmp_path / "not-a-dir"
-    blocked.write_text("")  # the state dir cannot be created: the event cannot be kept
-    env = {**wenv, "CLOUDCHAT_STATE_DIR": str(blocked)}
-    lis = listener_factory("--forward-to", receiver.url, "--forward-retry-delays", "0.1,0.1",
-                           env=env)
-    receiver.statuses = [500] * 6
-    assert lis.post(event_body("evt_nowhere")).status_code == 200
-    line = lis.error_line("could not be kept")
-    assert "this event is lost" in line and str(blocked) in line
-    receiver.statuses = []  # the app is back: the listener (and its forward worker) still runs
-    assert lis.post(event_body("evt_after")).status_code == 200
-    assert receiver.requests.get(timeout=10)["body"] == event_body("evt_nowhere")  # 1st try
-    bodies = [receiver.requests.get(timeout=10)["body"] for _ in range(3)]
-    assert event_body("evt_after") in bodies
-    assert lis.stop() == 0
-    assert "Traceback" not in "".join(lis.errors.queue)
+    receiver.statuses = [500, 500, 500, 503]  # the app is "down" for four attempts
+    assert lis.post(event_body("evt_later")).status_code == 200
+    assert "HTTP 500" in lis.error_line("is not taking events")
+    tries = [receiver.requests.get(timeout=10) for _ in range(5)]
+    assert [t["status"] for t in tries] == [500, 500, 500, 503, 200]
+    assert {t["body"] for t in tries} == {event_body("evt_later")}  # never given up
+    lis.error_line("is back")
 
 
 def test_port_in_use_exit_2(wenv):

@@ -82,7 +82,8 @@ def test_an_interrupted_workbook_broadcast_resumes_and_history_protects_it(
     slow = bc_env(env, box, CLOUDCHAT_RATE_LIMIT="2", CLOUDCHAT_RATE_WINDOW="60")
     proc = subprocess.Popen(
         [cloudchat_exe(), "broadcast", str(path), "-t", "Halo {name}", "-y", "--journal",
-         str(journal), "--spacing", "burst"], env=slow,  # 2 at once, then a long wait stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+         str(journal), "--spacing", "burst"],  # 2 at once, then a long wait
+        env=slow, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True)
     for _ in range(2):
         assert box.readline()

@@ -35,6 +35,9 @@ VERIFY_EPILOG = """[bold]Examples[/bold]
   cloudchat webhook verify --request captured.http   # raw request (nc)
   cloudchat webhook verify --dir ./events   # what `listen --save` kept
 
+With --dir, --max-age compares each event's timestamp with the time it was received (saved \
+with it); for a body, a request or a live check, with now.
+
 Exit 0 valid, 1 invalid (or stale or from the future with --max-age), 2 unreadable input, \
 a malformed signature, or no secret.
 
@@ -49,12 +52,17 @@ LISTEN_EPILOG = """[bold]Examples[/bold]
 Answers 200 once an event is verified (and saved); 401 bad or missing signature, 400 not \
 JSON or malformed HTTP, 413 over --max-body, 405 not POST, 500 when it could not be saved. \
 HTTP/1.1 with Content-Length or chunked bodies, Expect: 100-continue, keep-alive and \
-pipelining. A retried event (same id) gets 200 and is shown as a duplicate. Forwarding runs \
-after the answer; if the app is down after 3 retries (2, 4, 8 s), the event stays on disk \
-(--save DIR, else the state dir's webhooks/undelivered) and stderr says where. Replicas \
-behind one load balancer share deduplication through Redis with --dedupe-store (or \
+pipelining. A retried event (same id) gets 200 and is shown as a duplicate. GET /healthz \
+answers 200 with the forward queue's counts. Replicas behind one load balancer \
+share deduplication through Redis with --dedupe-store (or \
 CLOUDCHAT_WEBHOOK_DEDUPE_STORE): an event another replica is still saving gets 503, and so \
 does every event while the store is unreachable (exit 7 if it is unreachable at start).
+
+Forwarding runs after the answer, from a queue on disk (forward.sqlite in --save DIR, else in \
+the state dir's outbox): while the app is down events keep being accepted and wait, in \
+arrival order, retried at 2, 4, 8 s then doubling up to --forward-max-delay (1h), given up \
+after --forward-give-up-after (3d); a restarted listener resumes them. SIGUSR1 retries them \
+at once (the app is back).
 
 """ + SECRET_NOTE
 
@@ -99,7 +107,7 @@ def verify_cmd(
         show_default=False),
     max_age: float | None = typer.Option(
         None, "--max-age", help="Also require the body's timestamp to be at most this old (s) "
-        "and at most 5 minutes in the future.",
+        "and at most 5 minutes in the future: at the time it was received for --dir, else now.",
         show_default=False, min=0),
     secret_file: list[Path] = SECRET_FILE,
     secret: str | None = NO_SECRET_ARG,
@@ -322,8 +330,20 @@ def listen_cmd(
         10.0, "--read-timeout", help="Drop a client that stalls this long mid-request (s).",
         min=0.1),
     forward_retry_delays: str = typer.Option(
-        "2,4,8", "--forward-retry-delays", help="Waits between forward attempts (s), like "
-        "CloudChat's own policy."),
+        "2,4,8", "--forward-retry-delays", help="First waits between forward attempts (s), "
+        "like CloudChat's own policy; then doubling up to --forward-max-delay."),
+    forward_max_delay: str = typer.Option(
+        "1h", "--forward-max-delay", help="Longest wait between forward attempts (90, 15m, 1h)."),
+    forward_give_up_after: str = typer.Option(
+        "3d", "--forward-give-up-after", help="Give up forwarding an event this long after it "
+        "was received (it stays saved; `webhook replay` can send it)."),
+    status_every: str = typer.Option(
+        "1m", "--status-every", help="While events wait for the app, say how many this often."),
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="A stderr line per forward attempt."),
+    print_unit: bool = typer.Option(
+        False, "--print-systemd-unit", help="Print a systemd unit that runs this listener with "
+        "these options (the secret from a credential file, never in the unit), and exit."),
     secret_file: list[Path] = SECRET_FILE,
     secret: str | None = NO_SECRET_ARG,
     json_out: bool = typer.Option(False, "--json", help="One JSON object per event on stdout."),
@@ -343,11 +363,23 @@ def listen_cmd(
         show_default=False),
 ) -> None:
     """Receive CloudChat events: verify, deduplicate, show, save and forward them."""
-    steady_gc()
     from cloudchat_cli.core.errors import Interrupted, UsageError
     from cloudchat_cli.output.webhooks import DeliveryPrinter
+    from cloudchat_cli.services.webhooks.delivery import check_url
     from cloudchat_cli.services.webhooks.listener import ListenConfig, Listener
+    from cloudchat_cli.services.webhooks.queue import ForwardPolicy, parse_duration
 
+    if forward_to is not None:
+        check_url(forward_to)
+    policy = ForwardPolicy(
+        delays=_delays(forward_retry_delays),
+        max_delay=parse_duration(forward_max_delay, "--forward-max-delay"),
+        give_up_after=parse_duration(forward_give_up_after, "--forward-give-up-after"))
+    status_interval = parse_duration(status_every, "--status-every")
+    if print_unit:
+        _print_unit(no_verify)
+        return
+    steady_gc()
     if path is not None and not path.startswith("/"):
         path = "/" + path
     store = _dedupe_store(ctx, dedupe_store)
@@ -362,7 +394,8 @@ def listen_cmd(
     config = ListenConfig(host=host, port=port, path=path, secrets=secrets,
                           verify=not no_verify, max_body=max_body, save_dir=save,
                           forward_to=forward_to, exec_cmd=exec_cmd, read_timeout=read_timeout,
-                          forward_delays=_delays(forward_retry_delays),
+                          forward_policy=policy, verbose=verbose,
+                          status_interval=max(status_interval, 0.1),
                           on_event=_optout_hook(ctx, optout_keywords), dedupe_store=store,
                           dedupe_ttl=_duration("--dedupe-ttl", dedupe_ttl),
                           dedupe_claim_ttl=_duration("--dedupe-claim-ttl", dedupe_claim_ttl))
@@ -375,6 +408,8 @@ def listen_cmd(
     if host not in ("127.0.0.1", "localhost", "::1"):
         console.warn(f"listening on {host}: other machines can send events to this listener")
     console.info(f"Listening on {listener.url()} — Ctrl-C to stop")
+    if listener.queue is not None:
+        console.info(f"Forwarding to {forward_to}; events wait for it in {listener.store.dir}")
     if listener.dedupe is not None:
         console.info(f"Deduplicating with every replica using {listener.dedupe.shown}")
     try:
@@ -383,5 +418,99 @@ def listen_cmd(
         pass  # a signal that arrived before the loop took over its handlers
     finally:
         listener.shutdown()
+    waiting = ""
+    if listener.queue is not None:
+        left = listener.queue.waiting
+        waiting = (f"; {left} waiting to be forwarded (kept in {listener.store.dir}: the next "
+                   "run resumes them)" if left else "; nothing waiting to be forwarded")
     console.info(f"Stopped after {printer.accepted} event(s), {printer.duplicates} duplicate(s), "
-                 f"{printer.rejected} rejected at {time.strftime('%H:%M:%S')}.")
+                 f"{printer.rejected} rejected at {time.strftime('%H:%M:%S')}{waiting}.")
+
+
+def _print_unit(no_verify: bool) -> None:
+    import getpass
+    import os
+
+    from cloudchat_cli.core import paths
+    from cloudchat_cli.services.webhooks.unit import systemd_unit
+
+    typer.echo(systemd_unit(sys.argv, cwd=Path.cwd(), user=getpass.getuser(),
+                            state_dir=paths.state_dir().absolute(),
+                            config_dir=paths.config_dir().absolute(),
+                            profile=os.environ.get("CLOUDCHAT_PROFILE"),
+                            secret_file_env=os.environ.get("CLOUDCHAT_WEBHOOK_SECRET_FILE"),
+                            no_verify=no_verify), nl=False)
+
+
+REPLAY_EPILOG = """[bold]Examples[/bold]
+
+  cloudchat webhook replay ./events --to http://127.0.0.1:3000/
+  cloudchat webhook replay ./events --to http://127.0.0.1:3000/ --since 2h
+  cloudchat webhook replay ./events --to http://127.0.0.1:3000/ --all
+
+Each event is posted byte-exact with the headers CloudChat sent (its signature included), \
+oldest first, retried like `trigger`; the first that is still refused stops the replay. \
+--id EVT picks events by id. Delivered events are marked in DIR/forward.sqlite. \
+Exit 0 all delivered, 6 the app kept answering 5xx, 7 it never answered, 1 another answer \
+(or unreadable event files), 2 bad input.
+"""
+
+
+@app.command("replay", epilog=REPLAY_EPILOG)
+def replay_cmd(
+    directory: Path = typer.Argument(..., help="The directory `webhook listen --save` wrote.",
+                                     file_okay=False, show_default=False),
+    to: str = typer.Option(..., "--to", help="Your webhook endpoint.", show_default=False),
+    replay_all: bool = typer.Option(False, "--all/--only-undelivered",
+                                    help="Also send events already delivered."),
+    since: str | None = typer.Option(
+        None, "--since", help="Only events received since: 2h, 3d, 2026-11-26T08:00, or epoch "
+        "seconds.", show_default=False),
+    ids: list[str] = typer.Option([], "--id", help="Only this event id (repeatable).",
+                                  show_default=False),
+    no_retry: bool = typer.Option(False, "--no-retry", help="One attempt per event."),
+    json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+) -> None:
+    """Re-post saved events, byte-exact and with their original signature, in arrival order."""
+    from cloudchat_cli.core.errors import CloudChatError, ExitCode
+    from cloudchat_cli.services.webhooks import replay
+    from cloudchat_cli.services.webhooks.delivery import check_url
+
+    check_url(to)
+    cutoff = replay.parse_since(since, time.time()) if since is not None else None
+    chosen, unreadable = replay.select(directory, include_delivered=replay_all, since=cutoff,
+                                       ids=ids)
+    for name in unreadable:
+        console.warn(f"{name} is not a complete saved event: skipped")
+
+    def shown(item, attempt, delay) -> None:
+        if json_out or (attempt.ok and attempt.number == 1):
+            return
+        what = (f"HTTP {attempt.status}" if attempt.status is not None
+                else f"no answer ({attempt.error})")
+        tail = f"; retrying in {delay:g} s" if delay else ""
+        console.info(f"{item.meta.get('id') or item.key}: attempt {attempt.number}: {what}{tail}")
+
+    result = replay.replay(directory, chosen, to, retry=not no_retry, on_attempt=shown)
+    if json_out:
+        console.print_json({"delivered": [e.meta.get("id") for e in result.delivered],
+                            "failed": result.failed.meta.get("id") if result.failed else None,
+                            "not_sent": result.left, "unreadable": unreadable})
+    elif not chosen:
+        console.info("nothing to replay (every selected event was delivered already: --all "
+                     "sends them again)")
+    else:
+        for item in result.delivered:
+            console.out().print(f"delivered {console.escape(str(item.meta.get('id')))}")
+        console.info(f"{len(result.delivered)} of {len(chosen)} event(s) delivered to {to}")
+    if result.failed is not None:
+        last = result.attempts[-1]
+        code = (ExitCode.NETWORK if last.status is None
+                else ExitCode.SERVER if last.status >= 500 else ExitCode.FAILURE)
+        raise CloudChatError(
+            f"{to} did not accept {result.failed.meta.get('id') or result.failed.key} after "
+            f"{len(result.attempts)} attempt(s): "
+            + (f"HTTP {last.status} {last.body}" if last.status is not None else str(last.error))
+            + f"; {result.left} later event(s) not sent (order is kept)", exit_code=code)
+    if unreadable:
+        raise typer.Exit(int(ExitCode.FAILURE))

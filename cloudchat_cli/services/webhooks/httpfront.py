@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 MAX_HEADER_BYTES = 64 * 1024
 CHECK_ON_LOOP = 64 * 1024  # bodies up to this size are verified on the loop (~30 us each)
 READ_SIZE = 64 * 1024
+HEALTH_PATH = "/healthz"  # GET: 200 with the forward queue's counts (no event contents)
 LINGER = 2.0  # s: how long the unread body of a refused request is drained before closing
 
 
@@ -105,6 +106,8 @@ class AsyncFront:
         try:
             asyncio.run(self._main(signals))
         finally:
+            if main:
+                signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # no longer meaningful
             for sig, handler in previous.items():  # only the main thread handles signals
                 signal.signal(sig, handler)
 
@@ -120,6 +123,8 @@ class AsyncFront:
         if threading.current_thread() is threading.main_thread():
             for sig in signals:
                 loop.add_signal_handler(sig, self._stop.set)
+            # SIGUSR1: retry the forward queue now (the operator knows the app is back)
+            loop.add_signal_handler(signal.SIGUSR1, self.listener.retry_now)
         try:
             server = await asyncio.start_server(self._client, sock=self.sock,
                                                 limit=MAX_HEADER_BYTES)
@@ -185,18 +190,20 @@ class AsyncFront:
         if isinstance(event, h11.ConnectionClosed):
             return False
         head = head_of(event)
-        self._check_head(head)  # raises _Refuse before any of the body is read
-        body = await self._body(conn, reader, writer, head)
-        delivery = await self._deliver(body, head.headers)
-        if delivery.status == 200:
-            payload = {"status": "duplicate" if delivery.outcome == "duplicate" else "ok"}
+        if head.method == "GET" and head.target.split("?", 1)[0] == HEALTH_PATH:
+            await self._body(conn, reader, writer, head)
+            status, payload = 200, self.listener.health()
         else:
-            payload = {"error": delivery.reason}
+            self._check_head(head)  # raises _Refuse before any of the body is read
+            body = await self._body(conn, reader, writer, head)
+            delivery = await self._deliver(body, head.headers)
+            status, payload = delivery.status, _answer(delivery)
         # h11 has the request's keep-alive wish: MUST_CLOSE after "Connection: close"/HTTP/1.0
         keep = conn.their_state is h11.DONE and not self._stop.is_set()
-        writer.write(_response(delivery.status, payload, close=not keep))
+        writer.write(_response(status, payload, close=not keep))
         await writer.drain()
         return keep
+
 
     def _check_head(self, head: RequestHead) -> None:
         """Refuse from the headers alone what the body cannot fix (before ``100 Continue``)."""
@@ -316,6 +323,12 @@ class AsyncFront:
                     pass
         except (ConnectionError, TimeoutError):
             pass
+
+
+def _answer(delivery: Delivery) -> dict:
+    if delivery.status == 200:
+        return {"status": "duplicate" if delivery.outcome == "duplicate" else "ok"}
+    return {"error": delivery.reason}
 
 
 def _connection() -> h11.Connection:

@@ -1,10 +1,11 @@
 """``webhook listen``: receive, verify, deduplicate, save, then acknowledge — fast.
 
 Each delivery is answered well within CloudChat's 5 s deadline: verification and the durable
-save happen before the 200; forwarding to a local app and ``--exec`` happen after, on a worker
-thread, so a slow or dead app never makes CloudChat retry. A forward that still fails after
-the vendor's own retry policy leaves the event saved on disk (in ``--save DIR``, or else in the
-state dir's ``webhooks/undelivered``) and reported on stderr: never lost.
+save happen before the 200; forwarding to a local app and ``--exec`` happen after, on worker
+threads, so a slow or dead app never makes CloudChat retry. With ``--forward-to`` every event
+is saved (in ``--save DIR``, or else in the state dir's outbox) and queued on disk in the same
+batch, before the 200; the forwarder retries it, in arrival order, until the app takes it or
+the policy gives it up — across restarts of the listener (``queue.py``, ``forwarder.py``).
 """
 
 from __future__ import annotations
@@ -21,21 +22,23 @@ from pathlib import Path
 from typing import Any
 
 from cloudchat_cli.core import credentials, paths
-from cloudchat_cli.core.errors import CloudChatError
 from cloudchat_cli.services.webhooks import events
-from cloudchat_cli.services.webhooks.delivery import deliver
+from cloudchat_cli.services.webhooks.forwarder import Forwarder, outbox_dir
 from cloudchat_cli.services.webhooks.httpfront import AsyncFront, bind
 from cloudchat_cli.services.webhooks.outcomes import Accepted, Delivery
+from cloudchat_cli.services.webhooks.queue import ForwardPolicy, ForwardQueue
 from cloudchat_cli.services.webhooks.signature import (
     HEADER,
     SignatureFormatError,
     parse_signature,
     verify,
 )
-from cloudchat_cli.services.webhooks.store import EventStore, PendingSave, event_key
-
-FORWARD_HEADERS = {"content-type": "Content-Type", "x-cloudchat-signature": HEADER,
-                   "x-cloudchat-event": "X-CloudChat-Event", "user-agent": "User-Agent"}
+from cloudchat_cli.services.webhooks.store import (
+    FORWARD_HEADERS,
+    EventStore,
+    PendingSave,
+    event_key,
+)
 
 
 @dataclass
@@ -50,7 +53,9 @@ class ListenConfig:
     forward_to: str | None = None
     exec_cmd: str | None = None
     read_timeout: float = 10.0
-    forward_delays: tuple[float, ...] = (2.0, 4.0, 8.0)
+    forward_policy: ForwardPolicy = field(default_factory=ForwardPolicy)
+    verbose: bool = False  # a stderr line per forward attempt
+    status_interval: float = 60.0  # s between "N waiting" lines while events wait
     on_event: Callable[[dict[str, Any]], None] | None = None  # per accepted event (opt-outs)
     dedupe_store: str | None = None  # a Redis URL shared by replicas (services/webhooks/dedupe)
     dedupe_ttl: float = 7 * 86400.0
@@ -67,8 +72,8 @@ class Job:
 
 
 class Listener:
-    """An asyncio HTTP front end, a thread saving events in batches (``--save``), and one
-    worker for forwarding and ``--exec``."""
+    """An asyncio HTTP front end, a thread saving events in batches (``--save``), a
+    forwarder working through the queue on disk, and one worker for ``--exec``."""
 
     def __init__(
         self,
@@ -88,14 +93,36 @@ class Listener:
                                              claim_ttl=config.dedupe_claim_ttl)
             self.dedupe.check()
             self._namespaces = [dedupe.namespace(s) for s in config.secrets]
-        self.store = EventStore(config.save_dir) if config.save_dir else None
+        save_dir = config.save_dir
+        if save_dir is None and config.forward_to:  # nothing may wait in memory only
+            save_dir = outbox_dir(paths.state_dir(), config.forward_to)
+        self.store = EventStore(save_dir) if save_dir else None
         # Keys of events saved by earlier runs: a retry after a restart is still a duplicate.
         self._seen: set[str] = self.store.keys() if self.store else set()
         self._seen_lock = threading.Lock()
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._stopping = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="forward", daemon=True)
+        self._worker = threading.Thread(target=self._work, name="exec", daemon=True)
         self.front = AsyncFront(self, bind(config.host, config.port))
+        self.queue: ForwardQueue | None = None  # opened once the port is ours (a run begins)
+        self.forwarder: Forwarder | None = None
+        if config.forward_to and self.store is not None:
+            try:
+                self._open_queue()
+            except BaseException:
+                self.front.sock.close()
+                raise
+
+    def _open_queue(self) -> None:
+        config = self.config
+        self.queue = ForwardQueue(self.store.dir, policy=config.forward_policy)
+        self._seen |= set(self.queue.states())  # delivered outbox files are removed
+        self._requeue_unrecorded()
+        self.store.after_write = self._queue_saved
+        self.forwarder = Forwarder(
+            config.forward_to, self.store, self.queue, on_notice=self.on_notice,
+            verbose=config.verbose, status_interval=config.status_interval,
+            delete_delivered=config.save_dir is None)
 
     @property
     def port(self) -> int:
@@ -108,15 +135,56 @@ class Listener:
     def serve_forever(self) -> None:
         """Serve until SIGINT/SIGTERM (or ``stop()``); deliveries in flight are finished."""
         self._worker.start()
+        if self.forwarder is not None:
+            self.forwarder.start()
         self.front.run()
 
     def shutdown(self) -> None:
-        """After serving: drain the forward queue (one attempt each, no retry waits: what
-        does not get through is kept on disk)."""
+        """After serving: run the ``--exec`` commands still queued, deliver the forwards
+        that are due while the app takes them (briefly); the rest waits on disk."""
         self._stopping.set()
         self._jobs.put(None)
         if self._worker.is_alive():
             self._worker.join()
+        if self.forwarder is not None:
+            self.forwarder.stop()
+            self.queue.end_run()
+
+    def health(self) -> dict[str, Any]:
+        """What ``GET /healthz`` answers: counts only, never an event's contents."""
+        report: dict[str, Any] = {"status": "ok"}
+        if self.queue is not None:
+            counts = self.queue.counts()
+            report["forward"] = {"waiting": counts["pending"], "delivered": counts["delivered"],
+                                 "given_up": counts["given_up"]}
+        return report
+
+    # --- the forward queue -------------------------------------------------------------------
+
+    def _queue_saved(self, batch: list[PendingSave]) -> None:
+        """On the save thread, once the batch is on disk and before its 200s: queue it."""
+        if self.queue.add((item.key, item.received_at) for item in batch):
+            self.forwarder.wake()
+
+    def _requeue_unrecorded(self) -> None:
+        """Queue the events the previous forwarding run saved whose queue row a crash lost
+        (saved and fsynced, but killed before the row was written: no 200 was sent, and
+        CloudChat's retry is a duplicate of the saved file). Events saved by a run without
+        ``--forward-to`` are left alone: ``webhook replay`` is for those."""
+        start, end = self.queue.begin_run()
+        missing = []
+        for key in self.store.keys() - set(self.queue.states()):  # reads only those files
+            saved = self.store.load(key)
+            stamp = saved.meta.get("saved_at") if saved else None
+            if isinstance(stamp, int | float) and start <= stamp <= end:
+                missing.append((key, float(saved.meta.get("received_at") or stamp)))
+        if missing:
+            self.queue.add(missing)
+
+    def retry_now(self) -> None:
+        """SIGUSR1: the app is back, do not wait out the backoff (from any thread)."""
+        if self.forwarder is not None:
+            self.forwarder.retry_now()
 
     # --- per request -----------------------------------------------------------------------
 
@@ -233,7 +301,7 @@ class Listener:
         self.on_delivery(delivery)
         if self.config.on_event is not None:  # e.g. opt-out keywords; reports its own errors
             self.config.on_event(a.event)
-        if self.config.forward_to or self.config.exec_cmd:
+        if self.config.exec_cmd:
             self._jobs.put(Job(a.key, a.body, a.headers, a.event, saved))
         return delivery
 
@@ -261,48 +329,7 @@ class Listener:
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
-            if self.config.forward_to:
-                self._forward(job)
-            if self.config.exec_cmd:
-                self._exec(job)
-
-    def _forward(self, job: Job) -> None:
-        headers = {FORWARD_HEADERS[k]: v for k, v in job.headers.items() if k in FORWARD_HEADERS}
-
-        def wait(seconds: float) -> None:
-            if self._stopping.wait(seconds):
-                raise _Abandon()
-
-        def shown(attempt, delay) -> None:
-            what = f"HTTP {attempt.status}" if attempt.status else (attempt.error or "failed")
-            retry = f"; retrying in {delay:g} s" if delay else ""
-            self.on_notice(f"forward {job.key}: {what} in {attempt.elapsed * 1000:.0f} ms{retry}")
-
-        try:
-            attempts = deliver(self.config.forward_to, job.body, headers,
-                               retry=not self._stopping.is_set(),
-                               delays=self.config.forward_delays, on_attempt=shown, sleep=wait)
-        except _Abandon:
-            self._keep(job, "not forwarded: the listener stopped before the app answered")
-            return
-        if not attempts[-1].ok:
-            self._keep(job, f"forward to {self.config.forward_to} failed after "
-                            f"{len(attempts)} attempt(s)")
-
-    def _keep(self, job: Job, why: str) -> None:
-        """Make sure an event that did not reach the app is on disk, and say where."""
-        where = job.saved
-        if where is None:
-            directory = paths.state_dir() / "webhooks" / "undelivered"
-            try:
-                where = EventStore(directory).save(job.key, job.body, _meta(
-                    (job.event or {}).get("id"), time.time(), job.headers, reason=why))
-            except (OSError, CloudChatError) as exc:
-                message = exc.message if isinstance(exc, CloudChatError) else exc
-                self.on_notice(f"{why}; and it could not be kept in {directory}: {message} "
-                               "(CloudChat will not resend it: this event is lost)")
-                return
-        self.on_notice(f"{why}; the event is saved at {where}")
+            self._exec(job)
 
     def _exec(self, job: Job) -> None:
         try:
@@ -331,7 +358,3 @@ def _meta(event_id: object, received_at: float, headers: dict[str, str], **extra
     return {"id": event_id, "received_at": received_at,
             "signature": headers.get(HEADER.lower()), **extra,
             "headers": {k: v for k, v in headers.items() if k in FORWARD_HEADERS}}
-
-
-class _Abandon(Exception):
-    """The listener is stopping: give up waiting to retry a forward."""

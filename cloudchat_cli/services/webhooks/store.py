@@ -31,6 +31,35 @@ from cloudchat_cli.core import paths
 from cloudchat_cli.core.errors import UsageError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+# The headers of a delivery that are kept with the event and sent again when it is forwarded
+# or replayed (saved lower-case, sent with CloudChat's own spelling).
+FORWARD_HEADERS = {"content-type": "Content-Type", "x-cloudchat-signature": "X-CloudChat-Signature",
+                   "x-cloudchat-event": "X-CloudChat-Event", "user-agent": "User-Agent"}
+
+
+def original_headers(meta: dict) -> dict[str, bytes]:
+    """The CloudChat headers a saved event arrived with, to send it on exactly as received.
+
+    Values are the bytes received (headers are read as latin-1), so a non-ASCII byte goes out
+    as it came in; a value that no request could carry (a control character, a character
+    beyond latin-1: a hand-edited file) is left out rather than failing every attempt.
+    """
+    saved = meta.get("headers") if isinstance(meta.get("headers"), dict) else {}
+    values = {FORWARD_HEADERS[k]: v for k, v in saved.items() if k in FORWARD_HEADERS}
+    signature = meta.get("signature")
+    if "X-CloudChat-Signature" not in values and signature is not None:
+        values["X-CloudChat-Signature"] = signature
+    headers = {}
+    for name, value in values.items():
+        if not isinstance(value, str):
+            continue
+        try:
+            raw = value.encode("latin-1")
+        except UnicodeEncodeError:
+            continue
+        if not any(b < 0x20 or b == 0x7F for b in raw if b != 0x09):
+            headers[name] = raw
+    return headers
 
 
 def event_key(event_id: str | None, body: bytes) -> str:
@@ -66,6 +95,8 @@ class PendingSave:
     data: bytes
     token: object = None  # the caller's, handed back when the batch is done
     error: OSError | None = None
+    key: str = ""
+    received_at: float = 0.0
 
 
 def write_batch(directory: Path, batch: list[PendingSave]) -> bool:
@@ -145,9 +176,11 @@ class Flusher:
     """
 
     def __init__(self, directory: Path, on_done: Callable[[list[PendingSave]], None],
-                 max_batch: int = 64, on_notice: Callable[[str], None] = lambda m: None):
+                 max_batch: int = 64, on_notice: Callable[[str], None] = lambda m: None,
+                 after_write: Callable[[list[PendingSave]], None] | None = None):
         self.dir = directory
         self.on_done = on_done
+        self.after_write = after_write
         self.on_notice = on_notice
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[PendingSave | None] = queue.SimpleQueue()
@@ -181,6 +214,8 @@ class Flusher:
             try:
                 if write_batch(self.dir, batch):
                     self.on_notice(f"{self.dir} had been removed: created it again")
+                if self.after_write is not None:  # e.g. queue them for forwarding
+                    self.after_write([item for item in batch if item.error is None])
             except Exception as exc:  # a bug must fail this batch, not every later save
                 for item in batch:
                     item.error = item.error or OSError(f"internal error: {exc!r}")
@@ -192,6 +227,8 @@ class EventStore:
 
     def __init__(self, directory: Path):
         self.dir = Path(directory)
+        # Run on the save thread after each batch is on disk, before the 200s go out.
+        self.after_write: Callable[[list[PendingSave]], None] | None = None
         try:
             paths.ensure_private_dir(self.dir)
         except OSError as exc:
@@ -213,7 +250,9 @@ class EventStore:
         except UnicodeEncodeError:  # a lone surrogate in the id: \u escapes keep it exact
             data = json.dumps(record).encode()
         data += b"\n"
-        return PendingSave(self.dir / f"{key}.json", data, token)
+        received = meta.get("received_at")
+        return PendingSave(self.dir / f"{key}.json", data, token, key=key,
+                           received_at=received if isinstance(received, float) else time.time())
 
     def save(self, key: str, body: bytes, meta: dict) -> Path:
         """Save one event durably now (file and directory fsynced); raise OSError if not."""
@@ -225,28 +264,49 @@ class EventStore:
 
     def flusher(self, on_done: Callable[[list[PendingSave]], None],
                 on_notice: Callable[[str], None] = lambda m: None) -> Flusher:
-        return Flusher(self.dir, on_done, on_notice=on_notice)
+        return Flusher(self.dir, on_done, on_notice=on_notice, after_write=self.after_write)
+
+    def load(self, key: str) -> SavedEvent | None:
+        """One saved event, or None if its file is missing, incomplete or unreadable."""
+        path = self.dir / f"{key}.json"
+        if not _complete(path):
+            return None
+        event = _read_event(path)
+        return event if event.meta.get("_has_body") else None
+
+    def remove(self, key: str) -> None:
+        with contextlib.suppress(OSError):
+            (self.dir / f"{key}.json").unlink()
 
     def load_all(self) -> list[SavedEvent]:
         """Every saved event, oldest first; unreadable files come back with an empty body."""
-        events = []
-        for path in self.dir.glob("*.json"):
-            record: dict = {}
-            with contextlib.suppress(OSError, ValueError):
-                record = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(record, dict):
-                record = {}
-            body = record.pop("body", None)
-            encoded = record.pop("body_base64", None)
-            raw = b""
-            if isinstance(body, str):
-                raw = body.encode("utf-8")
-            elif isinstance(encoded, str):
-                with contextlib.suppress(ValueError):
-                    raw = base64.b64decode(encoded, validate=True)
-            events.append(SavedEvent(path.stem, raw, record))
-        events.sort(key=lambda e: (e.meta.get("received_at") or 0, e.key))
+        events = [_read_event(path) for path in self.dir.glob("*.json")]
+        events.sort(key=lambda e: (_number(e.meta.get("received_at")), e.key))
         return events
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+def _read_event(path: Path) -> SavedEvent:
+    """A saved event; an unreadable file comes back with an empty body and no metadata."""
+    record: dict = {}
+    with contextlib.suppress(OSError, ValueError, RecursionError):
+        record = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(record, dict):
+        record = {}
+    body = record.pop("body", None)
+    encoded = record.pop("body_base64", None)
+    raw = b""
+    if isinstance(body, str):
+        raw = body.encode("utf-8", "surrogatepass")
+        record["_has_body"] = True  # a body was there (it may be empty)
+    elif isinstance(encoded, str):
+        with contextlib.suppress(ValueError):
+            raw = base64.b64decode(encoded, validate=True)
+            record["_has_body"] = True
+    return SavedEvent(path.stem, raw, record)
 
 
 class NotSavedEvent(ValueError):

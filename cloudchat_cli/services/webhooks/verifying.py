@@ -132,9 +132,20 @@ def verify_dir(directory: Path, secrets: list[str], *,
     if not saved:
         raise UsageError(f"no saved events in {directory}",
                          hint="`cloudchat webhook listen --save DIR` writes them")
+    # --max-age asks whether the event was fresh when it arrived: a saved event is compared
+    # with the time it was received, not with now (events saved yesterday were not stale then)
     return [verify_body(item.body, _text(item.meta.get("signature")), secrets,
-                        max_age=max_age, source=f"{item.key}.json", strict=False)
+                        max_age=max_age, source=f"{item.key}.json", strict=False,
+                        now=_received(item.meta))
             for item in saved]
+
+
+def _received(meta: dict) -> float | None:
+    """When a saved event arrived (None, i.e. now, for a file without that record)."""
+    value = meta.get("received_at")
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _text(value: object) -> str | None:
