@@ -1,4 +1,4 @@
-"""Every error body shape from API.md becomes (code, type, message), never an exception."""
+"""Every error body shape in docs/contract.md becomes (code, type, message), never an error."""
 
 import json
 

@@ -1,8 +1,9 @@
 """Find, store and delete the API key and the webhook secret.
 
-Order (DESIGN.md): key file (flag or env) → env var → OS keyring of the profile → the 0600
-credentials file written only by ``--insecure-storage``. A keyring counts only when it is real;
-a locked or absent one is skipped after a short timeout and never prompted for without a TTY.
+Order (docs/architecture.md, "Credentials"): key file (flag or env) → env var → OS keyring of
+the profile → the 0600 credentials file written only by ``--insecure-storage``. A keyring
+counts only when it is real; a locked or absent one is skipped after a short timeout and never
+prompted for without a TTY.
 """
 
 from __future__ import annotations

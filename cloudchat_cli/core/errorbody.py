@@ -1,6 +1,6 @@
 """Turn any error response body into (code, type, message, param) — never raising.
 
-API.md lists the shapes seen in the wild: ``{"error": {...}}``, ``{"code", "message"}``,
+docs/contract.md lists the shapes seen in the wild: ``{"error": {...}}``, ``{"code", "message"}``,
 ``{"message"}``, ``{"error": "..."}``, ``{"errors": [...]}``, and bodies that are not JSON at all.
 """
 

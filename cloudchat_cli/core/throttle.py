@@ -1,4 +1,4 @@
-"""Client-side rate limiting: a sliding-window log of slots (DESIGN.md, "Throttle").
+"""Client-side rate limiting: a sliding-window log of slots (docs/architecture.md, "Throttle").
 
 A slot is taken when a request is sent and held until its response arrives plus the window plus
 a small margin. If at most N slots are ever held at once, the server can never see more than N

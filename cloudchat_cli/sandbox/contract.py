@@ -1,4 +1,4 @@
-"""What the sandbox accepts on ``POST /messages``: the contract of API.md, checked strictly.
+"""What the sandbox accepts on ``POST /messages``, checked strictly (docs/contract.md).
 
 Deliberately separate from the client's (lenient, normalising) validation in
 ``services/messages.py``: the server receives only canonical values, and the two must not share

@@ -1,4 +1,4 @@
-"""The sandbox's limiter: a rolling window of admitted request arrivals per key (API.md)."""
+"""The sandbox's limiter: a rolling window of admitted arrivals per key (docs/contract.md)."""
 
 from __future__ import annotations
 

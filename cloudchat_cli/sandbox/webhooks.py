@@ -1,4 +1,4 @@
-"""The sandbox's webhook sender: signed events per the vendor policy (API.md).
+"""The sandbox's webhook sender: signed events per the vendor policy (docs/contract.md).
 
 For every accepted message: ``message.status`` sent → delivered → read (or sent → failed for
 WhatsApp numbers ending in 9999). ``POST /_sandbox/inbound`` emits a ``message.received``.

@@ -1,7 +1,7 @@
 """Deliver a webhook the way CloudChat does: 5 s timeout, 3 retries on 5xx/timeout at 2, 4, 8 s.
 
 Used by ``cloudchat webhook trigger`` and by the sandbox's webhook sender, so both follow the
-vendor's policy exactly (API.md): the same body and event id on every attempt.
+vendor's policy exactly (docs/contract.md): the same body and event id on every attempt.
 """
 
 from __future__ import annotations
