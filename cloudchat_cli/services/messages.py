@@ -96,6 +96,18 @@ def normalise_recipient(channel: str, raw: str, default_country_code: str = "") 
     )
 
 
+def match_key(channel: str, recipient: str) -> str:
+    """What two normalised recipients must share to be the same person: Telegram @usernames are
+    case-insensitive, so theirs is lowercased (the API still gets the recipient as written)."""
+    return recipient.lower() if channel == "telegram" and recipient.startswith("@") else recipient
+
+
+# ``match_key`` in SQL, for a table with ``channel`` and ``recipient`` columns (usernames are
+# ASCII, so SQLite's lower() agrees with str.lower()).
+MATCH_KEY_SQL = ("(CASE WHEN {t}channel = 'telegram' AND substr({t}recipient, 1, 1) = '@' "
+                 "THEN lower({t}recipient) ELSE {t}recipient END)")
+
+
 def spreadsheet_artefact(value: str) -> str | None:
     """Why ``value`` looks like a number a spreadsheet changed (so its digits are not the ones
     the person wrote), or None."""
