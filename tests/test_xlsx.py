@@ -136,6 +136,25 @@ def test_preflight_of_the_text_phone_column_with_leading_zeros(tmp_path):
     journal.close()
 
 
+def test_cells_that_cannot_be_phone_numbers_are_refused_by_row_and_column(tmp_path):
+    """A fraction, a date and a minus would each send to another number: refused, named."""
+    path = workbook(tmp_path / "bad.xlsx", [
+        ["to", "name"], [6281234567801.5, "A"], [dt.datetime(2026, 1, 1), "B"],
+        [-6281234567803, "C"], [6281234567804, "D"]])
+    opts = BroadcastOptions(csv_path=path, template="Hi {name}", channel="whatsapp")
+    info, template = prepare(opts)
+    journal = Journal(tmp_path / "j.sqlite3")
+    try:
+        plan = run_preflight(info, template, opts, journal)
+        assert (plan.valid, plan.invalid) == (1, 3)
+        errors = dict(journal.errors(("invalid",), 10))
+    finally:
+        journal.close()
+    assert "row 2, column 'to'" in errors[2] and "decimal point" in errors[2]
+    assert "row 3, column 'to'" in errors[3] and "looks like a date" in errors[3]
+    assert "row 4, column 'to'" in errors[4] and "minus" in errors[4]
+
+
 # --- the header -------------------------------------------------------------------------------
 
 def test_a_header_merged_across_data_columns_names_the_column(tmp_path):
