@@ -190,3 +190,71 @@ def test_export_is_spreadsheet_safe_and_imports_back_exactly(isolated):
     assert [(ch, to, note) for _l, ch, to, note in optout.read_list_file(path, "whatsapp")] == [
         ("telegram", "-1001234567890", '=HYPERLINK("http://x")'),
         ("telegram", "@alice_bot", "'quoted")]
+
+
+TG = {"channel": "telegram", "to": "@DAVESMITH", "type": "text", "text": "Promo"}
+
+
+def test_telegram_usernames_are_one_entry_in_any_case(isolated):
+    """Telegram usernames are case-insensitive: @DaveSmith opted out is @davesmith too."""
+    lst = optout.OptoutList("default")
+    try:
+        assert lst.add("tg", "@DaveSmith")[2] is True
+        assert lst.add("telegram", "@davesmith")[2] is False
+        assert [e.recipient for e in lst.entries()] == ["@DaveSmith"]  # shown as written
+        assert lst.find("telegram", "@DAVESMITH") is not None
+        assert lst.remove("tg", "@davesmith")[2] is True and lst.count() == 0
+        lst.add("tg", "@DaveSmith")
+        lst.add("wa", "6281234567890")
+    finally:
+        lst.close()
+    with pytest.raises(optout.OptedOut):
+        optout.check_send("default", {"channel": "telegram", "to": "@davesmith"})
+    optout.check_send("default", {"channel": "whatsapp", "to": "6281234567891"})
+    folder = isolated / "state" / "broadcasts"
+    path = folder / "tg.sqlite3"
+    other = {**TG, "to": "@someone_else"}
+    journal_with(path, [(TG, "pending", 0.0), (other, "pending", 0.0)])
+    exclude = isolated / "exclude.txt"
+    exclude.write_text("@SomeOne_Else\n")
+    jr = Journal(path)
+    try:
+        held = runs.withhold(jr, key="k", profile="default", again=False, fresh=False,
+                             exclude=exclude)
+        assert (held.opted_out, held.excluded) == (1, 1)
+        assert jr.counts()["pending"] == 0
+    finally:
+        jr.close()
+
+
+def test_keyword_opt_out_of_a_telegram_username_matches_any_case(isolated):
+    handle = optout.keyword_handler("default", ["stop"], lambda _m: None, now=lambda: 1.7e9)
+    handle({"event": "message.received", "id": "evt_1", "channel": "telegram",
+            "data": {"from": "@Dave", "text": "STOP"}})
+    with pytest.raises(optout.OptedOut):
+        optout.check_send("default", {"channel": "telegram", "to": "@dave"})
+
+
+def test_a_version_1_opt_out_list_is_migrated_in_place(isolated):
+    path = optout.optout_path("default")
+    path.parent.mkdir(parents=True)
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE optout (channel TEXT NOT NULL, recipient TEXT NOT NULL, added_at REAL "
+        "NOT NULL, note TEXT NOT NULL DEFAULT '', PRIMARY KEY (channel, recipient)) "
+        "WITHOUT ROWID; PRAGMA user_version = 1;")
+    db.executemany("INSERT INTO optout VALUES (?, ?, ?, ?)", [
+        ("telegram", "@dave", 2.0, "later"), ("telegram", "@Dave", 1.0, "first"),
+        ("whatsapp", "6281234567890", 1.0, "")])
+    db.commit()
+    db.close()
+    lst = optout.OptoutList("default")
+    try:
+        assert [(e.recipient, e.note) for e in lst.entries()] == [
+            ("@Dave", "first"), ("6281234567890", "")]
+        assert lst.find("telegram", "@DAVE") is not None
+    finally:
+        lst.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == optout.VERSION == 2
+    db.close()

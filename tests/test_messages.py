@@ -131,12 +131,29 @@ def test_fields():
     ("telegram", "-1001234567890.0", "decimal zero"),
     ("telegram", "-1.00123E+12", "scientific notation"),
     ("messenger", "1234567890.0", "decimal zero"),
+    ("whatsapp", "6281234567801.5", "decimal point"),
+    ("whatsapp", "+6281234567801.25", "decimal point"),
+    ("whatsapp", "6281234567801,5", "decimal point"),
+    ("telegram", "-1001234567890.5", "decimal point"),
+    ("whatsapp", "2026-01-01", "looks like a date"),
+    ("whatsapp", "2026-01-01 08:30", "looks like a date"),
+    ("whatsapp", "2026-01-01T08:30:15", "looks like a date"),
+    ("telegram", "2026-01-01", "looks like a date"),
+    ("whatsapp", "-6281234567803", "minus"),
+    ("whatsapp", " -62 812 3456 7803", "minus"),
 ])
 def test_spreadsheet_artefacts_are_refused_with_the_fix(channel, raw, message):
     with pytest.raises(InvalidMessage, match=message) as info:
         normalise_recipient(channel, raw, "62")
     assert info.value.field == "to"
     assert "format the column as Text" in info.value.hint
+
+
+def test_what_still_looks_like_a_number_is_accepted():
+    assert normalise_recipient("whatsapp", "628.1234.5678") == "62812345678"
+    assert normalise_recipient("whatsapp", "+62 812-3456-7890") == "6281234567890"
+    assert normalise_recipient("whatsapp", "0812-3456-7890", "62") == "6281234567890"
+    assert normalise_recipient("telegram", "-1001234567890") == "-1001234567890"
 
 
 @pytest.mark.parametrize(("raw", "message"), [

@@ -16,6 +16,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 
+from cloudchat_cli.core.errors import UsageError
 from cloudchat_cli.services.broadcast import csvsource, xlsxparse, xlsxsource
 from cloudchat_cli.services.broadcast.journal import VERSION, Journal
 from cloudchat_cli.services.broadcast.plan import (
@@ -136,6 +137,25 @@ def test_preflight_of_the_text_phone_column_with_leading_zeros(tmp_path):
     journal.close()
 
 
+def test_cells_that_cannot_be_phone_numbers_are_refused_by_row_and_column(tmp_path):
+    """A fraction, a date and a minus would each send to another number: refused, named."""
+    path = workbook(tmp_path / "bad.xlsx", [
+        ["to", "name"], [6281234567801.5, "A"], [dt.datetime(2026, 1, 1), "B"],
+        [-6281234567803, "C"], [6281234567804, "D"]])
+    opts = BroadcastOptions(csv_path=path, template="Hi {name}", channel="whatsapp")
+    info, template = prepare(opts)
+    journal = Journal(tmp_path / "j.sqlite3")
+    try:
+        plan = run_preflight(info, template, opts, journal)
+        assert (plan.valid, plan.invalid) == (1, 3)
+        errors = dict(journal.errors(("invalid",), 10))
+    finally:
+        journal.close()
+    assert "row 2, column 'to'" in errors[2] and "decimal point" in errors[2]
+    assert "row 3, column 'to'" in errors[3] and "looks like a date" in errors[3]
+    assert "row 4, column 'to'" in errors[4] and "minus" in errors[4]
+
+
 # --- the header -------------------------------------------------------------------------------
 
 def test_a_header_merged_across_data_columns_names_the_column(tmp_path):
@@ -213,6 +233,29 @@ def test_sheet_option(tmp_path):
     csv_path.write_text("to,name\n6281234567891,A\n")
     with pytest.raises(csvsource.CsvError.__mro__[1], match="--sheet is for .xlsx"):
         open_input(BroadcastOptions(csv_path=csv_path, sheet="x"))
+
+
+def test_the_default_sheet_is_the_first_visible_one_and_the_plan_says_which(tmp_path):
+    path = workbook(tmp_path / "h.xlsx", [["to", "name"], [6281234567800, "OLD"]],
+                    sheets={"Kirim": [["to", "name"], [6281234567899, "Z"]]})
+    book = openpyxl.load_workbook(path)
+    book["Sheet"].sheet_state = "hidden"
+    book.save(path)
+    info, rows, _ = read(path)
+    assert (info.sheet, rows) == ("Kirim", [(2, {"to": "6281234567899", "name": "Z"})])
+    assert any("sheet 'Kirim' read" in n and "'Sheet'" in n and "hidden" in n
+               for n in info.notes)
+    assert read(path, "Sheet")[1] == [(2, {"to": "6281234567800", "name": "OLD"})]
+    both = workbook(tmp_path / "v.xlsx", [["to"], [6281234567891]], sheets={"B": [["to"]]})
+    assert any("sheet 'Sheet' read" in n for n in xlsxsource.open_xlsx(both).notes)
+    one = workbook(tmp_path / "o.xlsx", [["to"], [6281234567891]])
+    assert not any("read" in n for n in xlsxsource.open_xlsx(one).notes)
+
+
+def test_an_unknown_template_column_in_a_workbook_names_the_sheet(tmp_path):
+    path = workbook(tmp_path / "t.xlsx", [["to", "name"], [6281234567891, "A"]])
+    with pytest.raises(UsageError, match="the sheet has no such column"):
+        prepare(BroadcastOptions(csv_path=path, template="Hi {nama}"))
 
 
 def test_csv_options_on_a_workbook_are_refused(tmp_path):

@@ -87,7 +87,7 @@ def run(
         None, "--encoding", help="Encoding of a legacy CSV, e.g. cp1252 or latin-1 (default: "
         "UTF-8; a UTF-16 or UTF-8 byte-order mark is always honoured).", show_default=False),
     sheet: str | None = typer.Option(
-        None, "--sheet", help="Sheet of an .xlsx workbook (default: the first).",
+        None, "--sheet", help="Sheet of an .xlsx workbook (default: the first visible one).",
         show_default=False),
     strict: bool = typer.Option(
         False, "--strict", help="Refuse when a template {column} is empty in some row (without "

@@ -30,6 +30,11 @@ _TRUNK_ZERO = re.compile(r"\(\s*0\s*\)")
 # What a spreadsheet (or pandas) does to a number column; each would send to another number.
 _FLOAT = re.compile(r"^[+-]?[0-9]+[.,]0+$")
 _SCIENTIFIC = re.compile(r"^[+-]?[0-9]+(?:[.,][0-9]*)?[eE][+-]?[0-9]+$")
+# More than six digits before one dot or comma: a decimal point (a number with a fraction), not
+# a separator between digit groups.
+_DECIMAL = re.compile(r"^[+-]?[0-9]{7,}[.,][0-9]+$")
+_DATE = re.compile(r"^(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+                   r"(?:[ T][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?)?$")
 _THOUSANDS = re.compile(r"^[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?$")
 _APOSTROPHES = "'\u2018\u2019`"
 AS_TEXT = ("format the column as Text in the spreadsheet, retype or paste the numbers, and "
@@ -96,6 +101,18 @@ def normalise_recipient(channel: str, raw: str, default_country_code: str = "") 
     )
 
 
+def match_key(channel: str, recipient: str) -> str:
+    """What two normalised recipients must share to be the same person: Telegram @usernames are
+    case-insensitive, so theirs is lowercased (the API still gets the recipient as written)."""
+    return recipient.lower() if channel == "telegram" and recipient.startswith("@") else recipient
+
+
+# ``match_key`` in SQL, for a table with ``channel`` and ``recipient`` columns (usernames are
+# ASCII, so SQLite's lower() agrees with str.lower()).
+MATCH_KEY_SQL = ("(CASE WHEN {t}channel = 'telegram' AND substr({t}recipient, 1, 1) = '@' "
+                 "THEN lower({t}recipient) ELSE {t}recipient END)")
+
+
 def spreadsheet_artefact(value: str) -> str | None:
     """Why ``value`` looks like a number a spreadsheet changed (so its digits are not the ones
     the person wrote), or None."""
@@ -109,8 +126,13 @@ def spreadsheet_artefact(value: str) -> str | None:
     if _FLOAT.match(value):
         return ("ends in a decimal zero: the column was stored as a number (pandas writes "
                 "6281234567891.0 when a column has an empty cell)")
+    if _DECIMAL.match(value):
+        return ("has a decimal point: the cell held a number with a fraction, which is not a "
+                "phone number or an id")
     if _THOUSANDS.match(value):
         return "has thousands separators: the column was formatted as a number"
+    if _DATE.match(value):
+        return "looks like a date: the cell is formatted as a date"
     return None
 
 
@@ -121,6 +143,12 @@ def _refuse_spreadsheet_artefact(value: str) -> None:
 
 
 def _whatsapp_number(value: str, country_code: str) -> str:
+    if value.startswith("-"):
+        raise InvalidMessage(
+            f"invalid WhatsApp number {_shown(value)}: starts with a minus (the cell held a "
+            "negative number); a phone number has none",
+            field="to", hint=AS_TEXT,
+        )
     if _STRAY_DOT.search(value):
         raise InvalidMessage(
             f"invalid WhatsApp number {_shown(value)}: a dot may only separate digit groups",

@@ -20,18 +20,28 @@ from pathlib import Path
 from cloudchat_cli.core import paths
 from cloudchat_cli.core.errors import CloudChatError, UsageError
 from cloudchat_cli.core.sqlitedb import LockedDb
-from cloudchat_cli.services.messages import InvalidMessage, normalise_recipient, parse_channel
+from cloudchat_cli.services.messages import (
+    MATCH_KEY_SQL,
+    InvalidMessage,
+    match_key,
+    normalise_recipient,
+    parse_channel,
+)
 
-VERSION = 1
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS optout (
+VERSION = 2
+# Version 2 added ``match_key``: a recipient matches in any case where the channel ignores case
+# (Telegram @usernames); ``recipient`` keeps the form it was added in, for display.
+_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
     channel TEXT NOT NULL,
     recipient TEXT NOT NULL,
+    match_key TEXT NOT NULL,
     added_at REAL NOT NULL,
     note TEXT NOT NULL DEFAULT '',
-    PRIMARY KEY (channel, recipient)
+    PRIMARY KEY (channel, match_key)
 ) WITHOUT ROWID;
 """
+SCHEMA = _TABLE.format(name="optout")
 COLUMNS = ["channel", "to", "added_at", "note"]
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
@@ -64,10 +74,25 @@ class Entry:
 
 
 def _set_version(db: LockedDb) -> None:
-    """Stamp a new file with ``VERSION`` (read first: a `send` must not pay for a write)."""
+    """Stamp a new file with ``VERSION``, migrating an older one (read first: a `send` must not
+    pay for a write)."""
     current = db.tx(lambda c: c.execute("PRAGMA user_version").fetchone()[0], write=False)
-    if current < VERSION:  # version 1 is the first: later versions migrate here
-        db.tx(lambda c: c.execute(f"PRAGMA user_version = {VERSION}"))
+    if current < VERSION:
+        db.tx(_migrate)
+
+
+def _migrate(db) -> None:
+    columns = {r[1] for r in db.execute("PRAGMA table_info(optout)")}
+    if "match_key" not in columns:  # version 1: rebuild keyed on match_key, oldest entry wins
+        db.execute("DROP TABLE IF EXISTS optout_v2")
+        db.execute(_TABLE.format(name="optout_v2"))
+        db.execute(
+            "INSERT OR IGNORE INTO optout_v2 (channel, recipient, match_key, added_at, note) "
+            f"SELECT channel, recipient, {MATCH_KEY_SQL.format(t='')}, added_at, note FROM "
+            "optout ORDER BY added_at, recipient")
+        db.execute("DROP TABLE optout")
+        db.execute("ALTER TABLE optout_v2 RENAME TO optout")
+    db.execute(f"PRAGMA user_version = {VERSION}")
 
 
 class OptoutList:
@@ -94,21 +119,22 @@ class OptoutList:
         """Add one entry; (channel, recipient, True if it was new)."""
         ch, to = self.normalise(channel, recipient)
         new = self._db.tx(lambda db: db.execute(
-            "INSERT OR IGNORE INTO optout (channel, recipient, added_at, note) VALUES (?,?,?,?)",
-            (ch, to, now(), note)).rowcount) == 1
+            "INSERT OR IGNORE INTO optout (channel, recipient, match_key, added_at, note) "
+            "VALUES (?,?,?,?,?)", (ch, to, match_key(ch, to), now(), note)).rowcount) == 1
         return ch, to, new
 
     def remove(self, channel: str, recipient: str) -> tuple[str, str, bool]:
         ch, to = self.normalise(channel, recipient)
         gone = self._db.tx(lambda db: db.execute(
-            "DELETE FROM optout WHERE channel = ? AND recipient = ?", (ch, to)).rowcount) == 1
+            "DELETE FROM optout WHERE channel = ? AND match_key = ?",
+            (ch, match_key(ch, to))).rowcount) == 1
         return ch, to, gone
 
     def find(self, channel: str, recipient: str) -> Entry | None:
         """The entry for an already normalised (channel, recipient), or None."""
         row = self._db.tx(lambda db: db.execute(
             "SELECT channel, recipient, added_at, note FROM optout WHERE channel = ? AND "
-            "recipient = ?", (channel, recipient)).fetchone(), write=False)
+            "match_key = ?", (channel, match_key(channel, recipient))).fetchone(), write=False)
         return Entry(*row) if row else None
 
     def entries(self, batch: int = 1000) -> Iterator[Entry]:
@@ -116,13 +142,13 @@ class OptoutList:
         after: tuple[str, str] = ("", "")
         while True:
             rows = self._db.tx(lambda db, after=after: db.execute(
-                "SELECT channel, recipient, added_at, note FROM optout WHERE (channel, "
-                "recipient) > (?, ?) ORDER BY channel, recipient LIMIT ?",
+                "SELECT channel, recipient, added_at, note, match_key FROM optout WHERE "
+                "(channel, match_key) > (?, ?) ORDER BY channel, match_key LIMIT ?",
                 (*after, batch)).fetchall(), write=False)
             if not rows:
                 return
-            yield from (Entry(*r) for r in rows)
-            after = (rows[-1][0], rows[-1][1])
+            yield from (Entry(*r[:4]) for r in rows)
+            after = (rows[-1][0], rows[-1][4])
 
     def count(self) -> int:
         return self._db.tx(lambda db: db.execute("SELECT COUNT(*) FROM optout").fetchone()[0],
@@ -143,8 +169,9 @@ class OptoutList:
         def run(db):
             stamp = now()
             return sum(db.execute(
-                "INSERT OR IGNORE INTO optout (channel, recipient, added_at, note) "
-                "VALUES (?, ?, ?, ?)", (ch, to, stamp, note)).rowcount for ch, to, note in checked)
+                "INSERT OR IGNORE INTO optout (channel, recipient, match_key, added_at, note) "
+                "VALUES (?, ?, ?, ?, ?)", (ch, to, match_key(ch, to), stamp, note)).rowcount
+                for ch, to, note in checked)
 
         added = self._db.tx(run)
         return added, len(checked) - added

@@ -17,6 +17,7 @@ from typing import Any
 
 from cloudchat_cli.core.errors import CloudChatError
 from cloudchat_cli.core.sqlitedb import LockedDb
+from cloudchat_cli.services.messages import MATCH_KEY_SQL
 
 STATES = ("pending", "sending", "sent", "failed", "unknown", "invalid", "skipped",
           "already_sent", "opted_out", "excluded")
@@ -267,22 +268,23 @@ class Journal:
         return self._tx(run, write=apply)
 
     def withhold_opted_out(self, alias: str) -> int:
-        """Pending rows whose (channel, recipient) is in ``alias.optout`` become ``opted_out``."""
+        """Pending rows whose (channel, recipient) is in ``alias.optout`` become ``opted_out``
+        (matched on ``match_key``: a Telegram @username in any case)."""
+        key = MATCH_KEY_SQL.format(t="rows.")
         return self._tx(
             lambda db: db.execute(
                 "UPDATE rows SET state = 'opted_out', updated = ?, error = 'on the opt-out "
                 f"list since ' || (SELECT date(o.added_at, 'unixepoch', 'localtime') FROM "
-                f"{alias}.optout o WHERE o.channel = rows.channel AND o.recipient = "
-                "rows.recipient) WHERE state = 'pending' AND EXISTS (SELECT 1 FROM "
-                f"{alias}.optout o WHERE o.channel = rows.channel AND o.recipient = "
-                "rows.recipient)",
+                f"{alias}.optout o WHERE o.channel = rows.channel AND o.match_key = {key}) "
+                "WHERE state = 'pending' AND EXISTS (SELECT 1 FROM "
+                f"{alias}.optout o WHERE o.channel = rows.channel AND o.match_key = {key})",
                 (time.time(),),
             ).rowcount
         )
 
     def withhold_recipients(self, recipients, reason: str) -> int:
-        """Pending rows sent to any of ``recipients`` (an iterable, streamed) become
-        ``excluded``."""
+        """Pending rows sent to any of ``recipients`` (an iterable of match keys, streamed)
+        become ``excluded``."""
         def run(db):
             db.execute("CREATE TEMP TABLE IF NOT EXISTS excl (recipient TEXT PRIMARY KEY) "
                        "WITHOUT ROWID")
@@ -291,7 +293,8 @@ class Journal:
                            ((r,) for r in recipients))
             count = db.execute(
                 "UPDATE rows SET state = 'excluded', error = ?, updated = ? WHERE state = "
-                "'pending' AND recipient IN (SELECT recipient FROM temp.excl)",
+                f"'pending' AND {MATCH_KEY_SQL.format(t='')} IN "
+                "(SELECT recipient FROM temp.excl)",
                 (reason, time.time()),
             ).rowcount
             db.execute("DELETE FROM temp.excl")

@@ -98,7 +98,7 @@ def prepare(options: BroadcastOptions) -> tuple[csvsource.CsvInfo, Template | No
         )
     template = parse_template(options.template) if options.template is not None else None
     if template is not None:
-        template.check_columns(info.header)
+        template.check_columns(info.header, "the sheet" if info.sheet is not None else "the CSV")
     elif "text" not in info.header and not {"media_url"} & set(info.header):
         raise UsageError(
             "no message: give --template or --template-file, or add a 'text' column",

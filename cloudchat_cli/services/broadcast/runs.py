@@ -19,6 +19,7 @@ from cloudchat_cli.services.broadcast.lock import JournalLock, holder
 from cloudchat_cli.services.messages import (
     CHANNELS,
     InvalidMessage,
+    match_key,
     normalise_recipient,
     parse_channel,
 )
@@ -112,14 +113,15 @@ def check_exclude(path: Path, default_country_code: str = "") -> int:
 
 
 def exclude_recipients(path: Path, default_country_code: str = "") -> Iterator[str]:
-    """Every form a listed recipient takes on the channels it is valid for (a CSV may say)."""
+    """Every form (as a match key) a listed recipient takes on the channels it is valid for (a
+    CSV may say)."""
     for line, channel, raw, _note in optout.read_list_file(path, ""):
         forms = set()
         try:
             channels = [parse_channel(channel)] if channel else list(CHANNELS)
             for ch in channels:
                 try:
-                    forms.add(normalise_recipient(ch, raw, default_country_code))
+                    forms.add(match_key(ch, normalise_recipient(ch, raw, default_country_code)))
                 except InvalidMessage:
                     if channel:
                         raise

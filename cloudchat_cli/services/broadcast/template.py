@@ -34,11 +34,11 @@ class Template:
         """Columns used without a fallback: an empty cell leaves a gap in the message."""
         return list(dict.fromkeys(c for _, c, f in self.parts if c is not None and f is None))
 
-    def check_columns(self, header: list[str]) -> None:
+    def check_columns(self, header: list[str], source: str = "the CSV") -> None:
         missing = [c for c in dict.fromkeys(self.columns) if c not in header]
         if missing:
             raise TemplateError(
-                f"the template uses {', '.join('{' + m + '}' for m in missing)} but the CSV has "
+                f"the template uses {', '.join('{' + m + '}' for m in missing)} but {source} has "
                 f"no such column",
                 hint=f"columns: {', '.join(header)}",
             )

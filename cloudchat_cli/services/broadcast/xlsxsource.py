@@ -122,12 +122,25 @@ def _load(path: Path):
 
 
 def _sheet(book, path: Path, name: str | None):
-    if name is None:
-        return book.worksheets[0] if book.worksheets else None
+    if name is None:  # the first sheet a person sees: a hidden one is usually old or scratch
+        visible = [ws for ws in book.worksheets if ws.sheet_state == "visible"]
+        return (visible or book.worksheets or [None])[0]
     if name in book.sheetnames:
         return book[name]
     raise CsvError(f"{path} has no sheet named {name!r}",
                    hint=f"sheets: {', '.join(book.sheetnames)}")
+
+
+def _sheet_note(book, ws) -> str | None:
+    """What the plan says about the sheet it read by default, when there was a choice."""
+    titles = book.sheetnames
+    if len(titles) < 2:
+        return None
+    hidden = titles[:titles.index(ws.title)]
+    if hidden:
+        return (f"sheet {ws.title!r} read: {', '.join(repr(t) for t in hidden)} before it "
+                f"{'is' if len(hidden) == 1 else 'are'} hidden (--sheet NAME reads another)")
+    return f"sheet {ws.title!r} read, the first of {len(titles)} (--sheet NAME reads another)"
 
 
 def cell_text(value: object) -> str:
@@ -174,6 +187,7 @@ def _values(path: Path, sheet: str | None,
             return
         if found is not None:
             found["title"] = ws.title
+            found["note"] = _sheet_note(book, ws) if sheet is None else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for number, values in xlsxparse.sheet_rows(ws):
@@ -219,7 +233,7 @@ def open_xlsx(path: Path, sheet: str | None = None, to_column: str = "to") -> Cs
         raise CsvError(f"{path}: the sheet is empty" if sheet is None
                        else f"{path}: sheet {sheet!r} is empty",
                        hint="the first row must be a header, e.g. to | name")
-    notes = []
+    notes = [found["note"]] if found.get("note") else []
     if header is None:
         header = first  # then the plan says which column is missing
     elif header[0] != first[0]:
