@@ -99,6 +99,9 @@ class Listener:
         self.store = EventStore(save_dir) if save_dir else None
         # Keys of events saved by earlier runs: a retry after a restart is still a duplicate.
         self._seen: set[str] = self.store.keys() if self.store else set()
+        # Keys of accepted events not answered yet (being saved): a retry of one is a 503, not
+        # a duplicate, since the save may still fail (``finish`` moves a key to ``_seen``).
+        self._inflight: set[str] = set()
         self._seen_lock = threading.Lock()
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._stopping = threading.Event()
@@ -209,7 +212,8 @@ class Listener:
         """Verify, parse and deduplicate one delivery: the final answer, or an event to save.
 
         CPU only (HMAC, JSON): runs on the front end's event loop. An accepted event is marked
-        seen at once, so a retry arriving while it is being saved is a duplicate.
+        in flight until ``finish``: a retry arriving meanwhile is a 503 (the first copy's save
+        may still fail), a retry after its 200 a duplicate.
         """
         now = time.time()
         cfg = self.config
@@ -234,11 +238,15 @@ class Listener:
         key = event_key(event_id, body)
         with self._seen_lock:
             duplicate = key in self._seen
-            if not duplicate:
-                self._seen.add(key)
+            busy = not duplicate and key in self._inflight
+            if not duplicate and not busy:
+                self._inflight.add(key)
         if duplicate:
             return Delivery(now, 200, "duplicate", "already received (a retry)", event,
                             event_id, verified)
+        if busy:
+            return Delivery(now, 503, "rejected", "this event is being saved: retry later",
+                            event, event_id, verified)
         return Accepted(now, key, body, headers, event, event_id, verified, matched)
 
     async def claim_shared(self, accepted: Accepted) -> Delivery | Any:
@@ -320,6 +328,14 @@ class Listener:
             self.on_notice(f"could not show a {delivery.status} delivery: "
                            f"{type(exc).__name__}")
         return delivery
+
+    def finish(self, key: str, delivery: Delivery | None) -> None:
+        """An accepted event's answer is decided (None: it failed): no longer in flight; after
+        a 200 its retries are duplicates, after anything else they are handled again."""
+        with self._seen_lock:
+            self._inflight.discard(key)
+            if delivery is not None and delivery.status == 200:
+                self._seen.add(key)
 
     def _forget(self, key: str) -> None:
         with self._seen_lock:
