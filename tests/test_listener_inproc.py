@@ -150,3 +150,66 @@ def test_a_stop_whose_opt_out_cannot_be_recorded_is_a_500_and_its_retry_records_
     assert [e.body for e in EventStore(tmp_path / "events").load_all()] == [stop]
     assert post(lis, stop).json() == {"status": "duplicate"}
     assert recorded == ["evt_stop"]
+
+
+def test_the_real_keyword_handler_with_an_unusable_opt_out_list_is_a_500(isolated, tmp_path):
+    from cloudchat_cli.core import paths
+    from cloudchat_cli.services import optout
+
+    stop = (b'{"event":"message.received","id":"evt_stop2","channel":"whatsapp",'
+            b'"data":{"from":"+6281234567890","text":"STOP"}}')
+    paths.state_dir().mkdir(parents=True, exist_ok=True)
+    blocker = paths.state_dir() / "optout"
+    blocker.write_text("not a directory")
+    notes = []
+    lis = Listener(ListenConfig(port=0, secrets=[SECRET], save_dir=tmp_path / "events",
+                                on_event=optout.keyword_handler("default", ["stop"],
+                                                                notes.append)))
+    thread = threading.Thread(target=lis.serve_forever)
+    thread.start()
+    try:
+        assert post(lis, stop).status_code == 500
+        blocker.unlink()  # the operator fixes the state dir; CloudChat retries
+        assert post(lis, stop).json() == {"status": "ok"}
+        assert post(lis, stop).json() == {"status": "duplicate"}
+    finally:
+        lis.front.stop()
+        thread.join(30)
+        lis.shutdown()
+    assert notes[0].startswith("opt-out: could not add") and "Not a directory" in notes[0]
+    assert notes[1] == "opt-out: added whatsapp 6281234567890 (replied 'STOP')"
+    lst = optout.OptoutList("default")
+    try:
+        assert [e.recipient for e in lst.entries()] == ["6281234567890"]
+    finally:
+        lst.close()
+    assert [e.body for e in EventStore(tmp_path / "events").load_all()] == [stop]
+
+
+def test_a_stop_not_recorded_is_not_queued_for_forwarding_so_its_retry_is_queued_once(
+        isolated):
+    stop = (b'{"event":"message.received","id":"evt_stop3","channel":"whatsapp",'
+            b'"data":{"from":"+6281234567890","text":"STOP"}}')
+    broken = {"store": True}
+
+    def on_event(event):
+        if broken["store"]:
+            raise OSError(30, "Read-only file system")
+
+    # the app is not there: what was queued stays pending, so the counts show every enqueue
+    lis = Listener(ListenConfig(port=0, secrets=[SECRET], forward_to="http://127.0.0.1:9/",
+                                on_event=on_event))
+    thread = threading.Thread(target=lis.serve_forever)
+    thread.start()
+    try:
+        first = post(lis, stop)
+        assert first.status_code == 500
+        assert lis.queue.counts()["pending"] == 0 and lis.store.keys() == set()
+        broken["store"] = False
+        assert post(lis, stop).json() == {"status": "ok"}
+        assert post(lis, stop).json() == {"status": "duplicate"}
+        assert lis.queue.counts()["pending"] == 1 and len(lis.store.keys()) == 1
+    finally:
+        lis.front.stop()
+        thread.join(30)
+        lis.shutdown()

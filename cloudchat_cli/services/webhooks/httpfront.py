@@ -305,6 +305,9 @@ class AsyncFront:
         """Save (with ``--save``) and acknowledge one accepted event."""
         listener = self.listener
         try:
+            refused = listener.act(checked)  # opt-outs: recorded before the save, or a 500
+            if refused is not None:
+                return refused
             if self._flusher is None:
                 return listener.accept(checked)
             done = asyncio.get_running_loop().create_future()

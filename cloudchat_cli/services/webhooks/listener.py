@@ -293,6 +293,22 @@ class Listener:
                                   _meta(accepted.event_id, accepted.received_at,
                                         accepted.headers), token)
 
+    def act(self, accepted: Accepted) -> Delivery | None:
+        """Run ``on_event`` (opt-out keywords) before the save; if it fails, the answer: 500,
+        and nothing saved or queued, so CloudChat's retry runs it again. (A retry after a
+        failed save runs it twice: recording an opt-out again changes nothing.)"""
+        if self.config.on_event is None:
+            return None
+        a = accepted
+        try:
+            self.config.on_event(a.event)
+        except Exception as exc:  # noqa: BLE001 - a STOP not recorded must not get a 200
+            detail = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            return self.shown(Delivery(time.time(), 500, "rejected", "could not act on the "
+                                       "event (opt-out not recorded): retry later", a.event,
+                                       a.event_id, a.verified, detail=detail))
+        return None
+
     def accept(self, accepted: Accepted, saved: Path | None = None,
                error: OSError | None = None) -> Delivery:
         """Show an accepted event once it is saved (or could not be) and hand it to
@@ -307,8 +323,6 @@ class Listener:
         delivery = Delivery(a.received_at, 200, "accepted", "", a.event, a.event_id,
                             a.verified, saved)
         self.on_delivery(delivery)
-        if self.config.on_event is not None:  # e.g. opt-out keywords; reports its own errors
-            self.config.on_event(a.event)
         if self.config.exec_cmd:
             self._jobs.put(Job(a.key, a.body, a.headers, a.event, saved))
         return delivery
