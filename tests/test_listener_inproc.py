@@ -213,3 +213,30 @@ def test_a_stop_not_recorded_is_not_queued_for_forwarding_so_its_retry_is_queued
         lis.front.stop()
         thread.join(30)
         lis.shutdown()
+
+
+def test_exec_children_do_not_get_redis_passwords(tmp_path, monkeypatch):
+    dump = tmp_path / "env.txt"
+    script = tmp_path / "dump-env.sh"
+    script.write_text(f"#!/bin/sh\nenv > '{dump}'\n")
+    script.chmod(0o700)
+    monkeypatch.setenv("CLOUDCHAT_RATE_STORE", "redis://:ratepw@127.0.0.1:6379/0")
+    monkeypatch.setenv("CLOUDCHAT_WEBHOOK_DEDUPE_STORE", "redis://:dedupepw@127.0.0.1:6379/1")
+    monkeypatch.setenv("CLOUDCHAT_OTHER_STORE", "rediss://user:otherpw@cache.example:6380")
+    monkeypatch.setenv("CLOUDCHAT_QUERY_STORE", "redis://cache.example?password=querypw")
+    monkeypatch.setenv("CLOUDCHAT_PROFILE", "default")  # no secret: kept
+    monkeypatch.setenv("MY_APP_SETTING", "kept")
+    lis = Listener(ListenConfig(port=0, secrets=[SECRET], exec_cmd=str(script)))
+    thread = threading.Thread(target=lis.serve_forever)
+    thread.start()
+    try:
+        assert post(lis).json() == {"status": "ok"}
+    finally:
+        lis.front.stop()
+        thread.join(30)
+        lis.shutdown()  # runs the queued --exec command before returning
+    env = dump.read_text()
+    for secret in ("ratepw", "dedupepw", "otherpw", "querypw", SECRET):
+        assert secret not in env
+    assert "CLOUDCHAT_RATE_STORE" not in env and "CLOUDCHAT_WEBHOOK_DEDUPE_STORE" not in env
+    assert "CLOUDCHAT_PROFILE=default" in env and "MY_APP_SETTING=kept" in env

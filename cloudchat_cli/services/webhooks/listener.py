@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from cloudchat_cli.core import credentials, paths
 from cloudchat_cli.services.webhooks import events
@@ -374,13 +375,31 @@ class Listener:
                            f"{proc.stderr.decode('utf-8', 'replace').strip()[:200]}")
 
 
+# Shared stores (Redis URLs, often with a password): ours to use, not the command's.
+_STORE_VARS = {"CLOUDCHAT_RATE_STORE", "CLOUDCHAT_WEBHOOK_DEDUPE_STORE"}
+
+
 def _child_env(secrets: list[str]) -> dict[str, str]:
     """The environment for ``--exec``: ours, without the API key or the webhook secret (nor
-    the files they are read from, nor any variable holding a secret in use): the command
-    gets the event, not the credentials."""
+    the files they are read from, nor any variable holding a secret in use: the Redis store
+    URLs and any ``CLOUDCHAT_*`` URL carrying a password): the command gets the event, not
+    the credentials."""
     hidden = {credentials.API_KEY.env, credentials.API_KEY.file_env,
-              credentials.WEBHOOK_SECRET.env, credentials.WEBHOOK_SECRET.file_env}
-    return {k: v for k, v in os.environ.items() if k not in hidden and v not in secrets}
+              credentials.WEBHOOK_SECRET.env, credentials.WEBHOOK_SECRET.file_env,
+              *_STORE_VARS}
+    return {k: v for k, v in os.environ.items() if k not in hidden and v not in secrets
+            and not (k.startswith("CLOUDCHAT_") and _has_password(v))}
+
+
+def _has_password(value: str) -> bool:
+    """Whether ``value`` is a URL with a password (``redis://:pw@host``, ``?password=``)."""
+    if "://" not in value:
+        return False
+    try:
+        url = urlsplit(value.strip())
+        return bool(url.password) or "password" in parse_qs(url.query)
+    except ValueError:  # a malformed URL (e.g. a bad port) may still hold one: hide it
+        return True
 
 
 def _meta(event_id: object, received_at: float, headers: dict[str, str], **extra: str) -> dict:
