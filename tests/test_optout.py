@@ -88,6 +88,21 @@ def test_keyword_handler_adds_once_and_reports_bad_senders(isolated):
     assert entry.added_at == 1.7e9 and "evt_9" in entry.note
 
 
+def test_keyword_handler_raises_when_the_opt_out_cannot_be_recorded(isolated):
+    from cloudchat_cli.core import paths
+
+    paths.state_dir().mkdir(parents=True, exist_ok=True)
+    (paths.state_dir() / "optout").write_text("not a directory")  # the list cannot be opened
+    notes = []
+    handle = optout.keyword_handler("default", ["stop"], notes.append)
+    stop = {"event": "message.received", "id": "evt_9", "channel": "whatsapp",
+            "data": {"from": "6281234567890", "text": "STOP"}}
+    with pytest.raises(optout.OptoutError):  # the listener must not acknowledge this STOP
+        handle(stop)
+    assert len(notes) == 1 and notes[0].startswith("opt-out: could not add '6281234567890'")
+    handle({**stop, "data": {"from": "6281234567890", "text": "hello"}})  # not a keyword: fine
+
+
 @pytest.mark.e2e
 def test_stop_through_a_live_listener_then_broadcast_skips_and_send_refuses(
         tmp_path, env, sandbox_factory):

@@ -264,7 +264,9 @@ def keyword_handler(
     default_country_code: str = "", now: Callable[[], float] = time.time,
 ) -> Callable[[dict], None]:
     """A per-event hook: a ``message.received`` whose whole text (trimmed, any case) is one of
-    ``keywords`` puts its sender on the opt-out list, and says so through ``notice``."""
+    ``keywords`` puts its sender on the opt-out list, and says so through ``notice``. Raises
+    ``CloudChatError`` when the list cannot be written (a sender that is not a valid recipient
+    is only a notice: a retry would not change it)."""
     wanted = set(keywords)
 
     def handle(event: dict) -> None:
@@ -282,9 +284,9 @@ def keyword_handler(
         except InvalidMessage as exc:
             notice(f"opt-out: {word!r} from {sender!r} not added: {exc.message}")
             return
-        except CloudChatError as exc:
+        except CloudChatError as exc:  # the STOP must not be acknowledged: the caller's 500
             notice(f"opt-out: could not add {sender!r}: {exc.message}")
-            return
+            raise
         notice(f"opt-out: added {ch} {to} (replied {word!r})" if new
                else f"opt-out: {ch} {to} replied {word!r} (already on the list)")
 

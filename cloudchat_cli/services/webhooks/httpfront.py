@@ -283,6 +283,15 @@ class AsyncFront:
                 None, listener.check, body, headers)
         if not isinstance(checked, Accepted):
             return listener.shown(checked)
+        delivery = None
+        try:
+            delivery = await self._handle(checked)
+            return delivery
+        finally:  # whatever the answer (or a bug): the event is no longer in flight
+            listener.finish(checked.key, delivery)
+
+    async def _handle(self, checked: Accepted) -> Delivery:
+        listener = self.listener
         if listener.dedupe is None:
             return await self._accept(checked)
         claim = await listener.claim_shared(checked)  # shared by replicas: one round trip
@@ -296,6 +305,9 @@ class AsyncFront:
         """Save (with ``--save``) and acknowledge one accepted event."""
         listener = self.listener
         try:
+            refused = listener.act(checked)  # opt-outs: recorded before the save, or a 500
+            if refused is not None:
+                return refused
             if self._flusher is None:
                 return listener.accept(checked)
             done = asyncio.get_running_loop().create_future()

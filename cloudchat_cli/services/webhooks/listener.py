@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from cloudchat_cli.core import credentials, paths
 from cloudchat_cli.services.webhooks import events
@@ -99,6 +100,9 @@ class Listener:
         self.store = EventStore(save_dir) if save_dir else None
         # Keys of events saved by earlier runs: a retry after a restart is still a duplicate.
         self._seen: set[str] = self.store.keys() if self.store else set()
+        # Keys of accepted events not answered yet (being saved): a retry of one is a 503, not
+        # a duplicate, since the save may still fail (``finish`` moves a key to ``_seen``).
+        self._inflight: set[str] = set()
         self._seen_lock = threading.Lock()
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._stopping = threading.Event()
@@ -209,7 +213,8 @@ class Listener:
         """Verify, parse and deduplicate one delivery: the final answer, or an event to save.
 
         CPU only (HMAC, JSON): runs on the front end's event loop. An accepted event is marked
-        seen at once, so a retry arriving while it is being saved is a duplicate.
+        in flight until ``finish``: a retry arriving meanwhile is a 503 (the first copy's save
+        may still fail), a retry after its 200 a duplicate.
         """
         now = time.time()
         cfg = self.config
@@ -234,11 +239,15 @@ class Listener:
         key = event_key(event_id, body)
         with self._seen_lock:
             duplicate = key in self._seen
-            if not duplicate:
-                self._seen.add(key)
+            busy = not duplicate and key in self._inflight
+            if not duplicate and not busy:
+                self._inflight.add(key)
         if duplicate:
             return Delivery(now, 200, "duplicate", "already received (a retry)", event,
                             event_id, verified)
+        if busy:
+            return Delivery(now, 503, "rejected", "this event is being saved: retry later",
+                            event, event_id, verified)
         return Accepted(now, key, body, headers, event, event_id, verified, matched)
 
     async def claim_shared(self, accepted: Accepted) -> Delivery | Any:
@@ -285,6 +294,22 @@ class Listener:
                                   _meta(accepted.event_id, accepted.received_at,
                                         accepted.headers), token)
 
+    def act(self, accepted: Accepted) -> Delivery | None:
+        """Run ``on_event`` (opt-out keywords) before the save; if it fails, the answer: 500,
+        and nothing saved or queued, so CloudChat's retry runs it again. (A retry after a
+        failed save runs it twice: recording an opt-out again changes nothing.)"""
+        if self.config.on_event is None:
+            return None
+        a = accepted
+        try:
+            self.config.on_event(a.event)
+        except Exception as exc:  # noqa: BLE001 - a STOP not recorded must not get a 200
+            detail = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            return self.shown(Delivery(time.time(), 500, "rejected", "could not act on the "
+                                       "event (opt-out not recorded): retry later", a.event,
+                                       a.event_id, a.verified, detail=detail))
+        return None
+
     def accept(self, accepted: Accepted, saved: Path | None = None,
                error: OSError | None = None) -> Delivery:
         """Show an accepted event once it is saved (or could not be) and hand it to
@@ -299,8 +324,6 @@ class Listener:
         delivery = Delivery(a.received_at, 200, "accepted", "", a.event, a.event_id,
                             a.verified, saved)
         self.on_delivery(delivery)
-        if self.config.on_event is not None:  # e.g. opt-out keywords; reports its own errors
-            self.config.on_event(a.event)
         if self.config.exec_cmd:
             self._jobs.put(Job(a.key, a.body, a.headers, a.event, saved))
         return delivery
@@ -320,6 +343,14 @@ class Listener:
             self.on_notice(f"could not show a {delivery.status} delivery: "
                            f"{type(exc).__name__}")
         return delivery
+
+    def finish(self, key: str, delivery: Delivery | None) -> None:
+        """An accepted event's answer is decided (None: it failed): no longer in flight; after
+        a 200 its retries are duplicates, after anything else they are handled again."""
+        with self._seen_lock:
+            self._inflight.discard(key)
+            if delivery is not None and delivery.status == 200:
+                self._seen.add(key)
 
     def _forget(self, key: str) -> None:
         with self._seen_lock:
@@ -344,13 +375,31 @@ class Listener:
                            f"{proc.stderr.decode('utf-8', 'replace').strip()[:200]}")
 
 
+# Shared stores (Redis URLs, often with a password): ours to use, not the command's.
+_STORE_VARS = {"CLOUDCHAT_RATE_STORE", "CLOUDCHAT_WEBHOOK_DEDUPE_STORE"}
+
+
 def _child_env(secrets: list[str]) -> dict[str, str]:
     """The environment for ``--exec``: ours, without the API key or the webhook secret (nor
-    the files they are read from, nor any variable holding a secret in use): the command
-    gets the event, not the credentials."""
+    the files they are read from, nor any variable holding a secret in use: the Redis store
+    URLs and any ``CLOUDCHAT_*`` URL carrying a password): the command gets the event, not
+    the credentials."""
     hidden = {credentials.API_KEY.env, credentials.API_KEY.file_env,
-              credentials.WEBHOOK_SECRET.env, credentials.WEBHOOK_SECRET.file_env}
-    return {k: v for k, v in os.environ.items() if k not in hidden and v not in secrets}
+              credentials.WEBHOOK_SECRET.env, credentials.WEBHOOK_SECRET.file_env,
+              *_STORE_VARS}
+    return {k: v for k, v in os.environ.items() if k not in hidden and v not in secrets
+            and not (k.startswith("CLOUDCHAT_") and _has_password(v))}
+
+
+def _has_password(value: str) -> bool:
+    """Whether ``value`` is a URL with a password (``redis://:pw@host``, ``?password=``)."""
+    if "://" not in value:
+        return False
+    try:
+        url = urlsplit(value.strip())
+        return bool(url.password) or "password" in parse_qs(url.query)
+    except ValueError:  # a malformed URL (e.g. a bad port) may still hold one: hide it
+        return True
 
 
 def _meta(event_id: object, received_at: float, headers: dict[str, str], **extra: str) -> dict:
