@@ -259,3 +259,28 @@ def test_retry_unknown_resends_rows_whose_outcome_was_unknown(tmp_path, env, san
     again = run_cli(*args, "--retry-unknown", env=bc_env(env, box2))
     assert again.returncode == 0 and "Resending 2 unknown row(s)" in again.stderr
     assert len(box2.records()) == 2
+
+
+def test_status_of_a_csv_shows_that_broadcasts_runs(tmp_path, env, sandbox_factory):
+    """`broadcast status d.csv` said "cannot open the broadcast journal … is the disk full?"."""
+    box = sandbox_factory()
+    cenv = bc_env(env, box)
+    path = make_csv(tmp_path, 2, name="d.csv")
+    other = make_csv(tmp_path, 1, name="other.csv")
+    never = make_csv(tmp_path, 1, name="never.csv")
+    for csv_path in (path, other):
+        sent = run_cli("broadcast", str(csv_path), "-t", TEMPLATE, "--yes", env=cenv)
+        assert sent.returncode == 0, sent.stderr
+    again = run_cli("broadcast", str(path), "-t", TEMPLATE, "--yes", "--again", env=cenv)
+    assert again.returncode == 0, again.stderr  # the first run is archived: two runs of d.csv
+    shown = run_cli("broadcast", "status", str(path), "--json", env=cenv)
+    assert shown.returncode == 0, shown.stderr
+    items = __import__("json").loads(shown.stdout)
+    assert [i["csv"] for i in items] == [str(path.resolve())] * 2
+    assert sorted(i["state"] for i in items) == ["archived", "finished"]
+    text = run_cli("broadcast", "status", str(path), env=cenv)
+    assert text.returncode == 0 and "other.csv" not in text.stdout and "d.csv" in text.stdout
+    missing = run_cli("broadcast", "status", str(never), env=cenv)
+    assert missing.returncode == 2
+    assert f"no broadcast of {never}" in missing.stderr and "disk full" not in missing.stderr
+    assert "Traceback" not in missing.stderr
