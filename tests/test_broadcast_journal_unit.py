@@ -225,3 +225,73 @@ def test_discard_removes_the_files_before_releasing_the_lock(tmp_path):
     journal.discard()
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     assert holder(path) is None
+
+
+def _interrupted_run(tmp_path, template="Halo {name}", sent=1):
+    """c.csv with 3 rows, run with ``template`` until ``sent`` rows went out."""
+    from cloudchat_cli.services.broadcast.plan import BroadcastOptions, prepare, run_preflight
+
+    source = tmp_path / "c.csv"
+    source.write_text("to,name\n+6281234567891,A\n+6281234567892,B\n+6281234567893,C\n",
+                      encoding="utf-8")
+    opts = BroadcastOptions(csv_path=source, template=template)
+    info, tmpl = prepare(opts)
+    path = tmp_path / "j.sqlite3"
+    opened = service.open_journal(path, info, opts, explicit=False)
+    run_preflight(info, tmpl, opts, opened.journal)
+    for row, _ in opened.journal.pending(0)[:sent]:
+        opened.journal.mark(row, "sent", message_id="m", http_status=201)
+    opened.journal.close()
+    return source, path
+
+
+def _options(source, template):
+    from cloudchat_cli.services.broadcast.plan import BroadcastOptions, prepare
+
+    opts = BroadcastOptions(csv_path=source, template=template)
+    return prepare(opts)[0], opts
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_dry_run_check_refuses_exactly_like_the_real_run_and_writes_nothing(tmp_path):
+    source, path = _interrupted_run(tmp_path)
+    info, changed = _options(source, "Hello {name}")
+    before = _files(tmp_path)
+    with pytest.raises(service.UsageError) as dry:
+        service.check_journal(path, info, changed, explicit=False)
+    assert _files(tmp_path) == before  # no lock file, no journal change
+    with pytest.raises(service.UsageError) as real:
+        service.open_journal(path, info, changed, explicit=False)
+    assert dry.value.exit_code == real.value.exit_code == 2
+    assert (dry.value.message, dry.value.hint) == (real.value.message, real.value.hint)
+    assert "template or options changed" in dry.value.message
+
+
+def test_dry_run_check_passes_where_the_real_run_goes_ahead(tmp_path):
+    source, path = _interrupted_run(tmp_path)
+    service.check_journal(path, *_options(source, "Halo {name}"), explicit=False)  # resumes
+    service.check_journal(tmp_path / "none.sqlite3", *_options(source, "Hello {name}"),
+                          explicit=False)
+    assert not (tmp_path / "none.sqlite3").exists()
+    (tmp_path / "fresh").mkdir()
+    fresh, never_sent = _interrupted_run(tmp_path / "fresh", sent=0)  # the real run replaces it
+    service.check_journal(never_sent, *_options(fresh, "Hello {name}"), explicit=False)
+
+
+def test_cli_dry_run_exits_2_where_the_real_run_refuses_a_changed_template(tmp_path, env):
+    """The reported case end to end: an interrupted "Halo {name}" run, then "Hello {name}"."""
+    from .conftest import run_cli
+
+    source, path = _interrupted_run(tmp_path)
+    before = path.read_bytes()
+    args = ["--sandbox", "broadcast", str(source), "-t", "Hello {name}", "--journal", str(path)]
+    dry = run_cli(*args, "--dry-run", env=env)
+    real = run_cli(*args, "--yes", env=env)
+    assert (dry.returncode, real.returncode) == (2, 2), dry.stderr + real.stderr
+    assert "template or options changed" in dry.stderr
+    assert dry.stderr.strip() == real.stderr.strip()
+    assert "Plan:" not in dry.stdout + dry.stderr
+    assert path.read_bytes() == before

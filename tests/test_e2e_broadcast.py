@@ -259,3 +259,55 @@ def test_retry_unknown_resends_rows_whose_outcome_was_unknown(tmp_path, env, san
     again = run_cli(*args, "--retry-unknown", env=bc_env(env, box2))
     assert again.returncode == 0 and "Resending 2 unknown row(s)" in again.stderr
     assert len(box2.records()) == 2
+
+
+def test_status_of_a_csv_shows_that_broadcasts_runs(tmp_path, env, sandbox_factory):
+    """`broadcast status d.csv` said "cannot open the broadcast journal … is the disk full?"."""
+    box = sandbox_factory()
+    cenv = bc_env(env, box)
+    path = make_csv(tmp_path, 2, name="d.csv")
+    other = make_csv(tmp_path, 1, name="other.csv")
+    never = make_csv(tmp_path, 1, name="never.csv")
+    for csv_path in (path, other):
+        sent = run_cli("broadcast", str(csv_path), "-t", TEMPLATE, "--yes", env=cenv)
+        assert sent.returncode == 0, sent.stderr
+    again = run_cli("broadcast", str(path), "-t", TEMPLATE, "--yes", "--again", env=cenv)
+    assert again.returncode == 0, again.stderr  # the first run is archived: two runs of d.csv
+    shown = run_cli("broadcast", "status", str(path), "--json", env=cenv)
+    assert shown.returncode == 0, shown.stderr
+    items = __import__("json").loads(shown.stdout)
+    assert [i["csv"] for i in items] == [str(path.resolve())] * 2
+    assert sorted(i["state"] for i in items) == ["archived", "finished"]
+    text = run_cli("broadcast", "status", str(path), env=cenv)
+    assert text.returncode == 0 and "other.csv" not in text.stdout and "d.csv" in text.stdout
+    missing = run_cli("broadcast", "status", str(never), env=cenv)
+    assert missing.returncode == 2
+    assert f"no broadcast of {never}" in missing.stderr and "disk full" not in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+@pytest.mark.parametrize("case", ["same", "symlink", "missing_dir", "at_year_0", "at_year_10000",
+                                  "at_between_overflow"])
+@pytest.mark.parametrize("dry", [True, False])
+def test_bad_report_or_at_is_refused_before_anything_is_sent(tmp_path, env, sandbox_factory,
+                                                             case, dry):
+    box = sandbox_factory()
+    path = make_csv(tmp_path, 2, name="kontak.csv")
+    before = path.read_bytes()
+    extra = {
+        "same": ["--report", str(path)],
+        "symlink": ["--report", str(tmp_path / "link.csv")],
+        "missing_dir": ["--report", str(tmp_path / "nope" / "r.csv")],
+        "at_year_0": ["--at", "0001-01-01 00:00", "--tz", "Europe/Berlin"],
+        "at_year_10000": ["--at", "9999-12-31 23:59", "--tz", "Etc/GMT+12"],
+        "at_between_overflow": ["--at", "9999-12-31 23:00", "--between", "08:00-09:00",
+                                "--tz", "Asia/Jakarta"],
+    }[case]
+    if case == "symlink":
+        (tmp_path / "link.csv").symlink_to(path)
+    proc = run_cli("broadcast", str(path), "-t", TEMPLATE, *extra,
+                   "--dry-run" if dry else "--yes", env=bc_env(env, box))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("Error: ")
+    assert box.records() == []
+    assert path.read_bytes() == before

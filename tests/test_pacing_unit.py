@@ -99,7 +99,8 @@ def test_a_share_below_one_per_window_is_held_down_by_spacing_even_in_bursts():
 
 
 @pytest.mark.parametrize("rate, spacing", [("40/min", None), ("40/min", "burst"),
-                                           ("40/min", "4"), ("60/min", None), ("7/min", "0.5")])
+                                           ("40/min", "4"), ("60/min", None), ("7/min", "0.5"),
+                                           ("90/h", None), ("1.5/min", None), ("500/h", None)])
 def test_offsets_and_capacity_match_the_throttle_itself(rate, spacing):
     """The schedule's arithmetic against the real throttle driven by a fake clock, with
     answers arriving at once: the n-th send goes out exactly at offset(n)."""
@@ -114,6 +115,69 @@ def test_offsets_and_capacity_match_the_throttle_itself(rate, spacing):
     assert sent == pytest.approx([p.offset(k) for k in range(300)])
     for span in (0.5, 10, 59.9, 60.25, 61, 200):
         assert p.capacity(span) == sum(1 for s in sent if s < span)
+
+
+@pytest.mark.parametrize("rate, per_hour", [("90/h", 90), ("1.5/min", 90), ("500/h", 500),
+                                            ("1/h", 1), ("20/h", 20)])
+def test_auto_spacing_keeps_a_rate_that_is_not_whole_per_window(rate, per_hour):
+    """90/h used to run at 60/h and 500/h at 480/h: the share was rounded down per window."""
+    p = pacing.resolve_pacing(rate, None, cfg())
+    clock = FakeClock(0)
+    t = Throttle(60, 60.0, store=MemoryStore(), margin=0.25, clock=clock, sleep=clock.sleep)
+    t.budget = p.budget("b")
+    sent = []
+    while clock.now < 4 * 3600:
+        t.release(t.acquire())
+        sent.append(clock.now)
+    in_hours = sum(1 for s in sent if s < 3 * 3600)
+    assert in_hours == pytest.approx(3 * per_hour, abs=1)
+    assert p.limit <= 60
+
+
+def test_burst_spacing_says_when_it_rounds_the_rate_down():
+    e = pacing.Etiquette(pacing.resolve_pacing("90/h", "burst", cfg()), JAKARTA)
+    line = e.describe(10, ts("2026-12-01 10:00"))
+    assert "at 59.8/h (one every 1 min)" in line  # 1 per window + margin, not 90/h
+    assert "[--rate 90/h is 1 per 1 min window with --spacing burst: 1/min; --spacing auto " \
+        "keeps the exact rate]" in line
+    exact = pacing.Etiquette(pacing.resolve_pacing("90/h", None, cfg()), JAKARTA)
+    assert "at 1.5/min (one every 40 s)" in exact.describe(10, ts("2026-12-01 10:00"))
+    assert exact.rounding_note() is None
+
+
+@pytest.mark.parametrize("rate, spacing, shown", [
+    ("1/h", None, "at 1/h (one every 1 h)"),
+    ("30/h", None, "at 30/h (one every 2 min)"),
+    ("60/min", None, "at 60/min (one every 1 s)"),
+    ("40/min", "4", "at 15/min (one every 4 s)"),
+    ("60/min", "0.1", "(bursts of up to 60, 0.1 s apart every 1 min)"),
+    ("60/min", "burst", "(bursts of up to 60 every 1 min)"),
+])
+def test_rates_and_spacing_are_shown_in_human_units(rate, spacing, shown):
+    e = pacing.Etiquette(pacing.resolve_pacing(rate, spacing, cfg()), JAKARTA)
+    assert shown in e.describe(10, ts("2026-12-01 10:00"))
+
+
+@pytest.mark.parametrize("at, between, tz", [
+    ("0001-01-01 00:00", None, "Europe/Berlin"),
+    ("9999-12-31 23:59", None, "Etc/GMT+12"),
+    ("9999-12-31 23:00", "08:00-09:00", "Asia/Jakarta"),
+])
+def test_an_at_out_of_datetimes_range_is_a_usage_error(at, between, tz):
+    with pytest.raises(UsageError) as refused:
+        pacing.prepare(cfg(), rate=None, spacing=None, between=between, tz=tz, at=at,
+                       now=ts("2026-12-01 10:00"))
+    assert refused.value.exit_code == ExitCode.USAGE
+
+
+def test_an_eta_past_the_year_9999_is_unreachable_not_a_crash():
+    e = pacing.prepare(cfg(), rate="1/h", spacing=None, between="08:00-08:01", tz="Etc/GMT-14",
+                       at="9998-12-01 00:00", now=ts("2026-12-01 10:00"))
+    assert "not within any reachable window" in e.describe(100_000, ts("2026-12-01 10:00"))
+    assert e.as_json(100_000, ts("2026-12-01 10:00"))["done_at"] is None
+    late = pacing.prepare(cfg(), rate="1/h", spacing=None, between=None, tz="UTC",
+                          at="9998-12-31 00:00", now=ts("2026-12-01 10:00"))
+    assert "not within any reachable window" in late.describe(100_000, ts("2026-12-01 10:00"))
 
 
 # --- quiet hours ---------------------------------------------------------------------------------

@@ -197,3 +197,83 @@ def test_an_empty_report_is_a_header(tmp_path):
     _ws, rows = sheet_rows(tmp_path / "r.xlsx")
     assert len(rows) == 1 and rows[0][0].value == "to"
     journal.close()
+
+
+# --- the report target is checked before anything is sent ---------------------------------------
+
+
+def _info(path):
+    return prepare(BroadcastOptions(csv_path=path, template="Halo {name}"))[0]
+
+
+@pytest.mark.parametrize("how", ["same", "relative", "symlink"])
+def test_report_that_is_the_input_file_is_refused(tmp_path, monkeypatch, how):
+    source = tmp_path / "kontak.csv"
+    source.write_text("to,name\n+6281234567890,Budi\n", encoding="utf-8")
+    before = source.read_bytes()
+    info = _info(source)
+    if how == "relative":
+        monkeypatch.chdir(tmp_path)
+        target = Path("kontak.csv")
+    elif how == "symlink":
+        target = tmp_path / "link.csv"
+        target.symlink_to(source)
+    else:
+        target = source
+    with pytest.raises(UsageError) as refused:
+        reporting.target(target, info)
+    assert refused.value.exit_code == 2
+    assert "is the input file" in refused.value.message
+    assert source.read_bytes() == before
+
+
+def test_report_that_is_the_input_workbook_is_refused(tmp_path):
+    book = openpyxl.Workbook()
+    book.active.append(["to", "name"])
+    book.active.append(["+6281234567890", "Budi"])
+    book.create_sheet("other").append(["keep me"])
+    source = tmp_path / "kontak.xlsx"
+    book.save(source)
+    with pytest.raises(UsageError, match="is the input file"):
+        reporting.target(source, _info(source))
+    assert openpyxl.load_workbook(source).sheetnames == ["Sheet", "other"]
+
+
+def test_report_in_a_missing_folder_is_refused_at_once(tmp_path):
+    source = tmp_path / "kontak.csv"
+    source.write_text("to,name\n+6281234567890,Budi\n", encoding="utf-8")
+    with pytest.raises(UsageError, match="does not exist") as refused:
+        reporting.target(tmp_path / "nope" / "r.csv", _info(source))
+    assert refused.value.exit_code == 2
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root writes anywhere")
+def test_report_in_a_read_only_folder_is_refused_at_once_and_leaves_nothing(tmp_path):
+    source = tmp_path / "kontak.csv"
+    source.write_text("to,name\n+6281234567890,Budi\n", encoding="utf-8")
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        with pytest.raises(UsageError, match="cannot write in") as refused:
+            reporting.target(locked / "r.csv", _info(source))
+        assert refused.value.exit_code == 2
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o755)
+
+
+def test_a_writable_report_target_leaves_no_probe_behind(tmp_path):
+    source = tmp_path / "kontak.csv"
+    source.write_text("to,name\n+6281234567890,Budi\n", encoding="utf-8")
+    reporting.target(tmp_path / "r.csv", _info(source))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kontak.csv"]
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
+def test_report_in_an_unwritable_folder_is_refused_even_for_root(tmp_path):
+    source = tmp_path / "kontak.csv"
+    source.write_text("to,name\n+6281234567890,Budi\n", encoding="utf-8")
+    with pytest.raises(UsageError, match="cannot write in /proc") as refused:
+        reporting.target(Path("/proc/cloudchat-report.csv"), _info(source))
+    assert refused.value.exit_code == 2

@@ -177,6 +177,7 @@ def run(
                                  again=again, exclude=exclude,
                                  default_country_code=cfg.default_country_code)
     if dry_run:
+        service.check_journal(path, info, options, explicit=journal is not None)
         _dry_run(info, tmpl, options, preview, etiquette, withhold, skip_invalid=skip_invalid,
                  json_out=json_out, strict=strict)
         return

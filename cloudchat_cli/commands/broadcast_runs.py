@@ -31,8 +31,10 @@ def show_withheld(held, counts) -> None:
 
 
 def status(
+    ctx: typer.Context,
     journal: Path | None = typer.Argument(
-        None, help="A journal file (default: every run, newest first).", show_default=False),
+        None, help="A journal file, or a broadcast's CSV/.xlsx (its runs) (default: every "
+        "run, newest first).", show_default=False),
     json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
     limit: int = typer.Option(20, "--limit", help="Show at most this many runs.", min=1),
 ) -> None:
@@ -42,17 +44,29 @@ def status(
 
     if journal is not None and not journal.is_file():
         raise UsageError(f"no journal at {journal}")
-    if journal is not None:
+    one = journal is not None and runs.is_journal(journal)
+    if one:
         items = [runs.describe(journal)]
     else:
+        if journal is None:
+            found = runs.all_journals()
+        else:  # the broadcast's CSV or workbook: that broadcast's runs
+            session = ctx.obj
+            cfg = session.settings()
+            api = "sandbox" if session.options.sandbox else cfg.base_url
+            found = runs.runs_of(journal, cfg.profile, api)
+            if not found:
+                raise UsageError(
+                    f"no broadcast of {journal} (profile {cfg.profile}) has run yet",
+                    hint="`cloudchat broadcast status` lists every run")
         items = []
-        for path in runs.all_journals()[:limit]:
+        for path in found[:limit]:
             try:
                 items.append(runs.describe(path))
             except CloudChatError as exc:  # one damaged or vanished journal hides no other
                 console.warn(f"{path}: {exc.message}")
     if json_out:
-        console.print_json(items if journal is None else items[0])
+        console.print_json(items[0] if one else items)
         return
     if not items:
         console.info("No broadcasts yet.")

@@ -32,5 +32,17 @@ def parse_rate_setting(value: object) -> str:
 
 
 def per_minute(per_second: float) -> str:
+    """``40/min``, ``1.5/min``; below one a minute per hour: ``90/h``, ``1/h``."""
     value = per_second * 60
+    if value < 1 - 1e-9:
+        return f"{per_second * 3600:.3g}/h"
     return f"{value:.1f}/min" if value < 10 and value != int(value) else f"{value:.0f}/min"
+
+
+def seconds_text(seconds: float) -> str:
+    """``0.1 s``, ``40 s``, ``36 min``, ``1 h``: a gap in the unit people read it in."""
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds / 3600:.3g} h"

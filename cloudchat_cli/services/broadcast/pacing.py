@@ -112,16 +112,18 @@ def resolve_pacing(rate_flag: str | None, spacing: str | None, cfg: Any) -> Paci
             hint="choose a share of it (the rest stays free for the App's own traffic), or "
             "raise rate_limit if the App's limit really is higher")
     per_window = per_second * window
-    share = max(1, math.floor(per_window + 1e-9))
+    mode, seconds = parse_spacing(spacing)
     # Below one request per window, only the spacing can hold the rate down.
     floor = 1 / per_second if per_window < 1 else 0.0
-    mode, seconds = parse_spacing(spacing)
     if mode == "auto":
-        gap = window / share if per_window >= 1 else floor
-    elif mode == "burst":
-        gap = floor
-    else:
-        gap = max(seconds or 0.0, floor)
+        # One every 1/rate: exact for any rate (90/h: one every 40 s), the share rounded up
+        # so the spacing, not the window, sets the pace (at most the App's limit: rate ≤ it).
+        share = min(limit, max(1, math.ceil(per_window - 1e-9)))
+        return Pacing(window, cfg.rate_margin, share, 1 / per_second, mode, per_second, text,
+                      source, limit)
+    # burst and fixed send bunched: a window holds a whole number of requests (rounded down).
+    share = max(1, math.floor(per_window + 1e-9))
+    gap = floor if mode == "burst" else max(seconds or 0.0, floor)
     return Pacing(window, cfg.rate_margin, share, gap, mode, per_second, text, source, limit)
 
 
@@ -139,18 +141,29 @@ class Etiquette:
 
     def finish(self, now: float, n: int) -> float:
         """When the last of ``n`` sends goes out, starting ``now`` (math.inf: beyond reach)."""
+        done = self._finish(now, n)
+        try:
+            datetime.fromtimestamp(done, self.tz)
+        except (OverflowError, ValueError, OSError):
+            return math.inf  # past the year 9999: not a time anyone can be shown
+        return done
+
+    def _finish(self, now: float, n: int) -> float:
         start = self.start(now)
         if n <= 0:
             return start
         if self.hours is None:
             return start + self.pacing.offset(n - 1)
-        for i, (begin, end) in enumerate(self.hours.spans(start)):
-            fits = self.pacing.capacity(end - begin)
-            if n <= fits:
-                return begin + self.pacing.offset(n - 1)
-            n -= fits
-            if i >= MAX_SPANS:
-                break
+        try:
+            for i, (begin, end) in enumerate(self.hours.spans(start)):
+                fits = self.pacing.capacity(end - begin)
+                if n <= fits:
+                    return begin + self.pacing.offset(n - 1)
+                n -= fits
+                if i >= MAX_SPANS:
+                    break
+        except (OverflowError, ValueError):  # walked past the year 9999
+            pass
         return math.inf
 
     def remaining(self, now: float, n: int) -> float:
@@ -164,14 +177,28 @@ class Etiquette:
 
     def spacing_shown(self) -> str:
         p = self.pacing
-        if p.spacing:
-            return f"one every {p.spacing:.3g} s"
-        return f"bursts of up to {p.limit} every {p.period:g} s"
+        if p.spacing and p.spacing * p.limit >= p.window / 2:
+            return f"one every {rates.seconds_text(p.spacing)}"
+        if p.limit == 1:
+            return f"one every {rates.seconds_text(max(p.spacing, p.period))}"
+        apart = f", {rates.seconds_text(p.spacing)} apart" if p.spacing else ""
+        return f"bursts of up to {p.limit}{apart} every {rates.seconds_text(p.period)}"
+
+    def rounding_note(self) -> str | None:
+        """Why the rate is below the one asked for (burst/fixed: whole requests per window)."""
+        p = self.pacing
+        if p.mode == "auto" or p.limit >= p.rate * p.window - 1e-9 or p.spacing >= 1 / p.rate:
+            return None
+        return (f"--rate {p.rate_text} is {p.limit} per {rates.seconds_text(p.window)} window "
+                f"with --spacing {p.mode if p.mode == 'burst' else rates.seconds_text(p.spacing)}"
+                f": {rates.per_minute(p.limit / p.window)}; --spacing auto keeps the exact rate")
 
     def describe(self, n: int, now: float) -> str:
         """``5,000 messages at 40/min (one every 1.5 s) between 08:00–20:00 WIB: done Tue 10:05
         WIB (in 14:35:00)``."""
         text = f"{n:,} message(s) at {self.rate_shown()} ({self.spacing_shown()})"
+        if (note := self.rounding_note()) is not None:
+            text += f" [{note}]"
         if self.hours is not None:
             text += f" between {self.hours.text()}"
         if self.at is not None:
@@ -235,4 +262,11 @@ def prepare(cfg: Any, *, rate: str | None, spacing: str | None, between: str | N
     pacing = resolve_pacing(rate, spacing, cfg)
     hours = QuietHours.parse(between, zone) if between else None
     start = schedule.parse_at(at, zone, now) if at else None
-    return Etiquette(pacing, zone, hours, start)
+    etiquette = Etiquette(pacing, zone, hours, start)
+    if hours is not None:
+        try:
+            hours.next_open(etiquette.start(now))
+        except (OverflowError, ValueError):
+            raise UsageError(f"--at {at} --between {between}: no sending window before the "
+                             "year 9999 ends") from None
+    return etiquette

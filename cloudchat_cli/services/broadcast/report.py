@@ -11,7 +11,9 @@ and neutralises every cell a spreadsheet could evaluate (``safe_cell``).
 from __future__ import annotations
 
 import csv
+import os
 import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +70,35 @@ def target(path: Path, info: CsvInfo | None) -> ReportTarget:
                          f"{path.suffix}", hint=f"e.g. --report {path.with_suffix('.xlsx')}")
     if path.is_dir():
         raise UsageError(f"--report {path} is a directory")
+    if info is not None and _same_file(path, info.path):
+        raise UsageError(f"--report {path} is the input file: writing the report would "
+                         "overwrite it", hint="give the report another name, e.g. "
+                         f"--report {path.with_name(path.stem + '-report' + path.suffix)}")
+    _check_writable(path)
     return ReportTarget(path, info)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.resolve() == b.resolve():
+            return True
+        return a.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _check_writable(path: Path) -> None:
+    """The report is written at the end (temp file + rename): make sure now that it can be."""
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageError(f"--report {path}: the folder {parent} does not exist")
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".check", dir=parent)
+    except OSError as exc:
+        raise UsageError(f"--report {path}: cannot write in {parent}: "
+                         f"{exc.strerror}") from None
+    os.close(fd)
+    os.unlink(name)
 
 
 def write(journal: Journal, report: ReportTarget | Path) -> int:

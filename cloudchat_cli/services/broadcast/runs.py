@@ -16,6 +16,7 @@ from cloudchat_cli.services.broadcast import service
 from cloudchat_cli.services.broadcast.journal import WITHHELD as WITHHELD
 from cloudchat_cli.services.broadcast.journal import Journal, JournalMoved
 from cloudchat_cli.services.broadcast.lock import JournalLock, holder
+from cloudchat_cli.services.broadcast.plan import BroadcastOptions
 from cloudchat_cli.services.messages import (
     CHANNELS,
     InvalidMessage,
@@ -209,6 +210,49 @@ def all_journals() -> list[Path]:
             dated.append((path.stat().st_mtime, path))
         except OSError:
             continue  # removed since (a run archiving it, a clean-up)
+    return [path for _, path in sorted(dated, reverse=True)]
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def is_journal(path: Path) -> bool:
+    """A journal is an SQLite file (a damaged one keeps its name); a CSV or workbook names
+    its broadcast instead."""
+    if path.suffix.lower() == ".sqlite3":
+        return True
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+    except OSError:
+        return False
+
+
+def runs_of(file: Path, profile: str, api: str) -> list[Path]:
+    """The journals (current, archived, explicit) of the broadcast of ``file`` (its CSV or
+    workbook) for this profile and API, newest first; read only."""
+    import sqlite3
+
+    key = service.broadcast_key(BroadcastOptions(csv_path=file), profile, api)
+    folder = service.journals_dir()
+    found = {p.resolve() for p in folder.glob(f"{key}.*sqlite3")
+             if p.name == f"{key}.sqlite3" or hist.FINAL.search(p.name)}
+    history = hist.history_path(key)
+    if history.is_file():
+        try:
+            db = sqlite3.connect(f"file:{history}?mode=ro", uri=True)
+            try:
+                found.update(Path(r[0]) for r in db.execute("SELECT path FROM sources"))
+            finally:
+                db.close()
+        except sqlite3.Error:
+            pass  # its default and archived journals are found without it
+    dated = []
+    for path in found:
+        try:
+            dated.append((path.stat().st_mtime, path))
+        except OSError:
+            continue
     return [path for _, path in sorted(dated, reverse=True)]
 
 

@@ -22,6 +22,7 @@ _HHMM = r"([01]?\d|2[0-4]):([0-5]\d)"
 _BETWEEN = re.compile(rf"^\s*{_HHMM}\s*[-–—]\s*{_HHMM}\s*$")
 _AT = re.compile(r"^\s*(\d{4})-(\d{2})-(\d{2})[ T](\d{1,2}):(\d{2})(?::(\d{2}))?\s*$")
 DAY_MINUTES = 24 * 60
+MIN_YEAR, MAX_YEAR = 1970, 9998
 
 
 def zone(name: str | None) -> tzinfo:
@@ -124,6 +125,8 @@ def parse_at(text: str, tz: tzinfo, now: float) -> float:
     if not match:
         raise UsageError(f"--at: expected \"YYYY-MM-DD HH:MM\", got {text!r}")
     y, mo, d, h, mi, s = (int(g or 0) for g in match.groups())
+    if not MIN_YEAR <= y <= MAX_YEAR:  # the schedule runs days past it: stay inside datetime
+        raise UsageError(f"--at {text}: the year must be {MIN_YEAR} to {MAX_YEAR}")
     try:
         when = datetime(y, mo, d, h, mi, s, tzinfo=tz).timestamp()
     except ValueError as exc:

@@ -105,15 +105,7 @@ def _open_locked(
             opened = Opened(journal, resumed=False, replaced=started)
         elif (explicit and not same) or unfinished:
             journal.close()
-            what = ("the CSV file changed" if meta.get("csv_sha256") != info.sha256
-                    else "the template or options changed")
-            raise UsageError(
-                f"journal {path} belongs to an unfinished broadcast and {what} since it started "
-                f"({counts['sent']} rows sent, {unfinished} not yet)",
-                hint="restore the original file and options to resume it, or discard it with "
-                f"`cloudchat broadcast discard --journal {path}` (what it sent keeps protecting "
-                f"its recipients); `cloudchat broadcast status {path}` shows it",
-            )
+            raise _conflict(path, info, meta, counts)
         else:
             archived = archive(journal)
             journal = Journal(path)
@@ -130,6 +122,40 @@ def _open_locked(
         values.update(profile=identity.profile, api=identity.api, broadcast_key=identity.key)
     journal.set_meta(**values)
     return opened
+
+
+def _conflict(path: Path, info: CsvInfo, meta: dict, counts: dict[str, int]) -> UsageError:
+    unfinished = counts["pending"] + counts["sending"]
+    what = ("the CSV file changed" if meta.get("csv_sha256") != info.sha256
+            else "the template or options changed")
+    return UsageError(
+        f"journal {path} belongs to an unfinished broadcast and {what} since it started "
+        f"({counts['sent']} rows sent, {unfinished} not yet)",
+        hint="restore the original file and options to resume it, or discard it with "
+        f"`cloudchat broadcast discard --journal {path}` (what it sent keeps protecting "
+        f"its recipients); `cloudchat broadcast status {path}` shows it",
+    )
+
+
+def check_journal(path: Path, info: CsvInfo, options: BroadcastOptions, *,
+                  explicit: bool) -> None:
+    """What ``open_journal`` would refuse, for --dry-run: raise the same error, write nothing
+    (no lock, no journal created)."""
+    if not path.is_file():
+        return
+    journal = Journal(path)
+    try:
+        meta = journal.meta()
+        counts = journal.counts()
+    finally:
+        journal.close()
+    same = (meta.get("csv_sha256") == info.sha256
+            and meta.get("options") == options.fingerprint())
+    unfinished = counts["pending"] + counts["sending"]
+    if same or not attempted(counts):
+        return
+    if (explicit and not same) or unfinished:
+        raise _conflict(path, info, meta, counts)
 
 
 def template_digest(template: str | None) -> str:
