@@ -97,6 +97,23 @@ def _describe(item: dict) -> str:
     )
 
 
+def journal_of(ctx: typer.Context, file: Path | None, journal: Path | None) -> Path:
+    """The journal a broadcast command means: ``--journal PATH``, or the default journal of
+    FILE for this profile and API (found as `broadcast FILE` finds it)."""
+    from cloudchat_cli.core.errors import UsageError
+    from cloudchat_cli.services.broadcast import service
+    from cloudchat_cli.services.broadcast.plan import BroadcastOptions
+
+    if (file is None) == (journal is None):
+        raise UsageError("give the broadcast's CSV file or --journal PATH (one of them)")
+    if journal is not None:
+        return journal
+    session = ctx.obj
+    cfg = session.settings()
+    api = "sandbox" if session.options.sandbox else cfg.base_url
+    return service.default_journal_path(BroadcastOptions(csv_path=file), cfg.profile, api)
+
+
 def discard(
     ctx: typer.Context,
     file: Path | None = typer.Argument(None, help="The broadcast's CSV file.",
@@ -109,16 +126,9 @@ def discard(
 
     One that sent something is archived, never deleted: it keeps protecting its recipients."""
     from cloudchat_cli.core.errors import Interrupted, UsageError
-    from cloudchat_cli.services.broadcast import runs, service
-    from cloudchat_cli.services.broadcast.plan import BroadcastOptions
+    from cloudchat_cli.services.broadcast import runs
 
-    if (file is None) == (journal is None):
-        raise UsageError("give the broadcast's CSV file or --journal PATH (one of them)")
-    if journal is None:
-        session = ctx.obj
-        cfg = session.settings()
-        api = "sandbox" if session.options.sandbox else cfg.base_url
-        journal = service.default_journal_path(BroadcastOptions(csv_path=file), cfg.profile, api)
+    journal = journal_of(ctx, file, journal)
     held = runs.hold_for_discard(journal)
     try:
         c = held.counts

@@ -81,23 +81,17 @@ def track(
 
 def _open(ctx: typer.Context, file: Path | None, journal: Path | None):
     """The broadcast's journal, found like `broadcast` and `broadcast status` find it."""
+    from cloudchat_cli.commands.broadcast_runs import journal_of
     from cloudchat_cli.core.errors import UsageError
-    from cloudchat_cli.services.broadcast import service
-    from cloudchat_cli.services.broadcast.plan import BroadcastOptions
 
-    if (file is None) == (journal is None):
-        raise UsageError("give the broadcast's CSV file or --journal PATH (one of them)")
-    if journal is None:
-        session = ctx.obj
-        cfg = session.settings()
-        api = "sandbox" if session.options.sandbox else cfg.base_url
-        journal = service.default_journal_path(BroadcastOptions(csv_path=file), cfg.profile, api)
-        if not journal.is_file():
-            raise UsageError(f"no broadcast of {file} found for profile {cfg.profile!r} "
-                             f"({journal})", hint="`cloudchat broadcast status` lists them; "
-                             "or pass --journal PATH")
-    elif not journal.is_file():
-        raise UsageError(f"no journal at {journal}")
+    explicit = journal is not None
+    journal = journal_of(ctx, file, journal)
+    if not journal.is_file():
+        if explicit:
+            raise UsageError(f"no journal at {journal}")
+        profile = ctx.obj.settings().profile
+        raise UsageError(f"no broadcast of {file} found for profile {profile!r} ({journal})",
+                         hint="`cloudchat broadcast status` lists them; or pass --journal PATH")
     from cloudchat_cli.services.broadcast import tracking
 
     return tracking.open_journal(journal)
