@@ -244,3 +244,30 @@ def _wait_for_bus_name(env: dict[str, str], name: str, daemon: subprocess.Popen)
         if "boolean true" in reply.stdout:
             return
     pytest.fail(f"{name} never appeared on the private D-Bus session")
+
+
+@pytest.fixture
+def wenv(env: dict[str, str]) -> dict[str, str]:
+    """The isolated environment with the webhook secret the listener tests sign with."""
+    from .test_e2e_webhook import SECRET
+
+    return {**env, "CLOUDCHAT_WEBHOOK_SECRET": SECRET}
+
+
+@pytest.fixture
+def start(wenv: dict[str, str]):
+    """Start `cloudchat webhook listen` processes that must stop cleanly (exit 0, no
+    traceback) when the test ends."""
+    from .test_e2e_webhook import Listener
+
+    started = []
+
+    def factory(*args: str, env: dict[str, str] | None = None):
+        item = Listener(env or wenv, *args)
+        started.append(item)
+        return item
+
+    yield factory
+    for item in started:
+        assert item.stop() == 0
+        assert "Traceback" not in "".join(item.errors.queue)

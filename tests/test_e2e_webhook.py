@@ -20,11 +20,6 @@ pytestmark = pytest.mark.e2e
 SECRET = "whsec_e2e_secret_0123456789"
 
 
-@pytest.fixture
-def wenv(env):
-    return {**env, "CLOUDCHAT_WEBHOOK_SECRET": SECRET}
-
-
 def event_body(event_id="evt_e2e_1", text="Halo", ts=1700000000) -> bytes:
     return json.dumps({"event": "message.received", "id": event_id, "timestamp": ts,
                        "channel": "whatsapp", "session_id": "s",

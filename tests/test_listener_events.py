@@ -21,26 +21,6 @@ from .test_e2e_webhook import SECRET, Listener, event_body
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def wenv(env):
-    return {**env, "CLOUDCHAT_WEBHOOK_SECRET": SECRET}
-
-
-@pytest.fixture
-def start(wenv):
-    started = []
-
-    def factory(*args, env=None):
-        item = Listener(env or wenv, *args)
-        started.append(item)
-        return item
-
-    yield factory
-    for item in started:
-        assert item.stop() == 0
-        assert "Traceback" not in "".join(item.errors.queue)
-
-
 def saved_bodies(directory) -> list[bytes]:
     return [e.body for e in EventStore(directory).load_all()]
 
