@@ -23,8 +23,7 @@ from .test_e2e_broadcast import TEMPLATE, bc_env
 from .test_e2e_broadcast_history import _interrupted_run
 from .test_tracking_unit import FIXTURES, Events
 
-wenv = test_e2e_webhook.wenv  # fixtures: a webhook secret in the env, live listeners
-listener_factory = test_e2e_webhook.listener_factory
+listener_factory = test_e2e_webhook.listener_factory  # fixture: live listeners (wenv: conftest)
 
 SANDBOX_FAILURE = "recipient unreachable (sandbox: numbers ending in 9999)"
 
