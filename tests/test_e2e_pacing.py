@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from .conftest import TEST_KEY, cloudchat_exe, run_cli
+from .conftest import TEST_KEY, run_cli
+from .test_e2e_interrupt import start, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -33,20 +34,6 @@ def limit_env(env, box, limit, window, **extra):
     return {**env, "CLOUDCHAT_BASE_URL": box.base_url, "CLOUDCHAT_API_KEY": TEST_KEY,
             "CLOUDCHAT_RATE_LIMIT": str(limit), "CLOUDCHAT_RATE_WINDOW": str(window),
             "CLOUDCHAT_RATE_MARGIN": "0.05", "TZ": "UTC", **extra}
-
-
-def start(env, *args) -> subprocess.Popen:
-    return subprocess.Popen([cloudchat_exe(), *args], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(proc: subprocess.Popen, needle: str) -> list[str]:
-    seen = []
-    for line in proc.stderr:
-        seen.append(line)
-        if needle in line:
-            return seen
-    raise AssertionError(f"the CLI ended (rc={proc.wait()}) without saying {needle!r}: {seen}")
 
 
 def interrupt(proc: subprocess.Popen) -> tuple[int, str]:
