@@ -9,7 +9,10 @@ from pathlib import Path
 import typer
 
 from cloudchat_cli.commands.completion import complete_channel
+from cloudchat_cli.commands.groups import command_group
+from cloudchat_cli.commands.options import json_option
 from cloudchat_cli.output import console
+from cloudchat_cli.output.result import emit
 
 EPILOG = """[bold]Examples[/bold]
 
@@ -24,8 +27,8 @@ Broadcasts skip listed recipients (counted as opted_out); `send` to one refuses 
 unless --ignore-optout. One list per profile, in the state directory.
 """
 
-app = typer.Typer(help="Recipients who must not be messaged (one list per profile).",
-                  epilog=EPILOG, no_args_is_help=True, rich_markup_mode="rich")
+app = command_group(help="Recipients who must not be messaged (one list per profile).",
+                    epilog=EPILOG, no_args_is_help=True)
 
 CHANNEL = typer.Option(None, "--channel", "-c", autocompletion=complete_channel,
                        help="Channel (default: the profile's).", show_default=False)
@@ -76,10 +79,7 @@ def remove(
 
 
 @app.command("list")
-def list_cmd(
-    ctx: typer.Context,
-    json_out: bool = typer.Option(False, "--json", help="A JSON array."),
-) -> None:
+def list_cmd(ctx: typer.Context, json_out: bool = json_option("A JSON array.")) -> None:
     """Show the opt-out list."""
     lst, _cfg = _open(ctx)
     try:
@@ -87,9 +87,10 @@ def list_cmd(
                     "note": e.note} for e in lst.entries()]
     finally:
         lst.close()
-    if json_out:
-        console.print_json(entries)
-        return
+    emit(entries, json_out=json_out, human=_show)
+
+
+def _show(entries: list[dict]) -> None:
     if not entries:
         console.info("The opt-out list is empty.")
     for e in entries:
