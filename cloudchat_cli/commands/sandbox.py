@@ -133,8 +133,8 @@ def inbound(
     """Make a running sandbox emit a message.received webhook."""
     import httpx
 
+    from cloudchat_cli.core.channels import parse_channel
     from cloudchat_cli.core.errors import CloudChatError, NetworkError
-    from cloudchat_cli.services.messages import parse_channel
 
     target = url.rstrip("/").removesuffix("/api/public/v1") + "/_sandbox/inbound"
     try:
