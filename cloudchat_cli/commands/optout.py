@@ -10,7 +10,7 @@ import typer
 
 from cloudchat_cli.commands.completion import complete_channel
 from cloudchat_cli.commands.groups import command_group
-from cloudchat_cli.commands.options import json_option
+from cloudchat_cli.commands.options import json_option, quiet_option
 from cloudchat_cli.output import console
 from cloudchat_cli.output.result import emit
 
@@ -48,6 +48,7 @@ def add(
                              show_default=False),
     channel: str | None = CHANNEL,
     note: str = typer.Option("", "--note", help="Why (shown by list and export)."),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Put a recipient on the opt-out list."""
     lst, cfg = _open(ctx)
@@ -55,8 +56,8 @@ def add(
         ch, norm, new = lst.add(channel or cfg.default_channel, to, note)
     finally:
         lst.close()
-    console.info(f"Added {ch} {norm} to the opt-out list of profile {cfg.profile}." if new else
-                 f"{ch} {norm} was already on the opt-out list.")
+    emit(f"Added {ch} {norm} to the opt-out list of profile {cfg.profile}." if new else
+         f"{ch} {norm} was already on the opt-out list.", quiet=quiet, human=console.info)
 
 
 @app.command("remove")
@@ -64,6 +65,7 @@ def remove(
     ctx: typer.Context,
     to: str = typer.Argument(..., help="The recipient.", show_default=False),
     channel: str | None = CHANNEL,
+    quiet: bool = quiet_option(),
 ) -> None:
     """Take a recipient off the opt-out list (exit 2 if it was not on it)."""
     from cloudchat_cli.core.errors import UsageError
@@ -75,7 +77,7 @@ def remove(
         lst.close()
     if not gone:
         raise UsageError(f"{ch} {norm} is not on the opt-out list of profile {cfg.profile}")
-    console.info(f"Removed {ch} {norm} from the opt-out list.")
+    emit(f"Removed {ch} {norm} from the opt-out list.", quiet=quiet, human=console.info)
 
 
 @app.command("list")
@@ -106,6 +108,7 @@ def import_cmd(
     file: Path = typer.Argument(..., help="A CSV with a 'to' column (optional channel, note), "
                                 "or one recipient per line.", show_default=False),
     channel: str | None = CHANNEL,
+    quiet: bool = quiet_option(),
 ) -> None:
     """Add every recipient of a file (all or nothing: a bad line adds none)."""
     from cloudchat_cli.services.optout import read_list_file
@@ -115,7 +118,8 @@ def import_cmd(
         added, already = lst.import_rows(read_list_file(file, channel or cfg.default_channel))
     finally:
         lst.close()
-    console.info(f"Imported {added} new recipient(s) ({already} already listed).")
+    emit(f"Imported {added} new recipient(s) ({already} already listed).", quiet=quiet,
+         human=console.info)
 
 
 @app.command("export")
