@@ -26,14 +26,12 @@ from __future__ import annotations
 
 import functools
 import importlib
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import typer
 
 
-@dataclass(frozen=True)
-class Command:
+class Command(NamedTuple):  # not a dataclass: this module is on every start-up path
     """Where a top-level command lives and which of its commands run until stopped."""
 
     module: str  # a module whose ``app`` (a Typer) implements the command
