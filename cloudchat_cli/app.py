@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from cloudchat_cli.commands import completion as completion_cmd
-from cloudchat_cli.commands._groups import LazyGroup
+from cloudchat_cli.commands.groups import LazyGroup
 from cloudchat_cli.core.errors import CloudChatError, ExitCode, Interrupted
 from cloudchat_cli.entry import version_text
 from cloudchat_cli.output import console

@@ -178,3 +178,20 @@ def test_exclude_file_and_opt_outs_that_arrive_before_a_resume(tmp_path, env, sa
     assert refused.returncode == 2 and "line 1" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert TEST_KEY not in refused.stderr
+
+
+def test_quiet_add_remove_import_print_nothing_on_success_and_still_report_failures(
+        tmp_path, env):
+    # For cron (a nightly import from the CRM): mail only when something is wrong.
+    plain = tmp_path / "stop.txt"
+    plain.write_text("6281200000001\n")
+    for args in (("add", "6281234567890", "-q"), ("add", "6281234567890", "--quiet"),
+                 ("import", str(plain), "-q"), ("remove", "6281200000001", "--quiet")):
+        proc = run_cli("optout", *args, env=env)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", ""), args
+    listed = json.loads(run_cli("optout", "list", "--json", env=env).stdout)
+    assert [e["to"] for e in listed] == ["6281234567890"]
+    gone = run_cli("optout", "remove", "6281200000001", "-q", env=env)
+    assert gone.returncode == 2 and "not on the opt-out list" in gone.stderr
+    bad = run_cli("optout", "add", "0812", "--quiet", env=env)
+    assert bad.returncode == 2 and "local number" in bad.stderr

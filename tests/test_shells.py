@@ -183,7 +183,7 @@ def _command(words):
     import typer
 
     from cloudchat_cli.app import app
-    from cloudchat_cli.commands._groups import DefaultCommandGroup
+    from cloudchat_cli.commands.groups import DefaultCommandGroup
 
     command = typer.main.get_command(app)
     for word in words:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from cloudchat_cli.commands._groups import default_group
+from cloudchat_cli.commands.groups import command_group
 
 SHELLS = ("bash", "zsh", "fish")
 
@@ -19,11 +19,9 @@ EPILOG = """[bold]Examples[/bold]
 
 def complete_channel(incomplete: str) -> list[str]:
     """Channel names (and their short aliases) for --channel."""
-    from cloudchat_cli.core.channels import ALIASES, CHANNELS
+    from cloudchat_cli.core.channels import complete
 
-    word = incomplete.lower()
-    names = [c for c in CHANNELS if c.startswith(word)]
-    return names or [a for a in ALIASES if a.startswith(word)]
+    return complete(incomplete)
 
 
 def complete_profile(incomplete: str) -> list[str]:
@@ -55,12 +53,11 @@ def script(shell: str) -> str:
     return make(shell)
 
 
-app = typer.Typer(
-    cls=default_group("print"),
+app = command_group(
+    default="print",
     help="Shell completion: print the script for a shell, or install it for your user.",
     epilog=EPILOG,
     no_args_is_help=True,
-    rich_markup_mode="rich",
 )
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import typer
 
+from cloudchat_cli.commands.options import json_option
 from cloudchat_cli.output import console
+from cloudchat_cli.output.result import emit
 
 
-def limits(
-    ctx: typer.Context,
-    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
-) -> None:
+def limits(ctx: typer.Context, json_out: bool = json_option()) -> None:
     """Show the key's rate-limit window: used and free slots, next free slot, 429 block."""
     session = ctx.obj
     cfg = session.settings()
@@ -36,9 +35,10 @@ def limits(
         "store": cfg.source("rate_store").shown,
         "shared_with": throttle.store.where,
     }
-    if json_out:
-        console.print_json(data)
-        return
+    emit(data, json_out=json_out, human=_show)
+
+
+def _show(data: dict) -> None:
     out = console.out()
     out.print(
         f"[bold]{data['used']}[/bold] of {data['limit']} slots used in the last "

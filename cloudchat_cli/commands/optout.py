@@ -9,7 +9,10 @@ from pathlib import Path
 import typer
 
 from cloudchat_cli.commands.completion import complete_channel
+from cloudchat_cli.commands.groups import command_group
+from cloudchat_cli.commands.options import json_option, quiet_option
 from cloudchat_cli.output import console
+from cloudchat_cli.output.result import emit
 
 EPILOG = """[bold]Examples[/bold]
 
@@ -24,8 +27,8 @@ Broadcasts skip listed recipients (counted as opted_out); `send` to one refuses 
 unless --ignore-optout. One list per profile, in the state directory.
 """
 
-app = typer.Typer(help="Recipients who must not be messaged (one list per profile).",
-                  epilog=EPILOG, no_args_is_help=True, rich_markup_mode="rich")
+app = command_group(help="Recipients who must not be messaged (one list per profile).",
+                    epilog=EPILOG, no_args_is_help=True)
 
 CHANNEL = typer.Option(None, "--channel", "-c", autocompletion=complete_channel,
                        help="Channel (default: the profile's).", show_default=False)
@@ -45,6 +48,7 @@ def add(
                              show_default=False),
     channel: str | None = CHANNEL,
     note: str = typer.Option("", "--note", help="Why (shown by list and export)."),
+    quiet: bool = quiet_option(),
 ) -> None:
     """Put a recipient on the opt-out list."""
     lst, cfg = _open(ctx)
@@ -52,8 +56,8 @@ def add(
         ch, norm, new = lst.add(channel or cfg.default_channel, to, note)
     finally:
         lst.close()
-    console.info(f"Added {ch} {norm} to the opt-out list of profile {cfg.profile}." if new else
-                 f"{ch} {norm} was already on the opt-out list.")
+    emit(f"Added {ch} {norm} to the opt-out list of profile {cfg.profile}." if new else
+         f"{ch} {norm} was already on the opt-out list.", quiet=quiet, human=console.info)
 
 
 @app.command("remove")
@@ -61,6 +65,7 @@ def remove(
     ctx: typer.Context,
     to: str = typer.Argument(..., help="The recipient.", show_default=False),
     channel: str | None = CHANNEL,
+    quiet: bool = quiet_option(),
 ) -> None:
     """Take a recipient off the opt-out list (exit 2 if it was not on it)."""
     from cloudchat_cli.core.errors import UsageError
@@ -72,14 +77,11 @@ def remove(
         lst.close()
     if not gone:
         raise UsageError(f"{ch} {norm} is not on the opt-out list of profile {cfg.profile}")
-    console.info(f"Removed {ch} {norm} from the opt-out list.")
+    emit(f"Removed {ch} {norm} from the opt-out list.", quiet=quiet, human=console.info)
 
 
 @app.command("list")
-def list_cmd(
-    ctx: typer.Context,
-    json_out: bool = typer.Option(False, "--json", help="A JSON array."),
-) -> None:
+def list_cmd(ctx: typer.Context, json_out: bool = json_option("A JSON array.")) -> None:
     """Show the opt-out list."""
     lst, _cfg = _open(ctx)
     try:
@@ -87,9 +89,10 @@ def list_cmd(
                     "note": e.note} for e in lst.entries()]
     finally:
         lst.close()
-    if json_out:
-        console.print_json(entries)
-        return
+    emit(entries, json_out=json_out, human=_show)
+
+
+def _show(entries: list[dict]) -> None:
     if not entries:
         console.info("The opt-out list is empty.")
     for e in entries:
@@ -105,6 +108,7 @@ def import_cmd(
     file: Path = typer.Argument(..., help="A CSV with a 'to' column (optional channel, note), "
                                 "or one recipient per line.", show_default=False),
     channel: str | None = CHANNEL,
+    quiet: bool = quiet_option(),
 ) -> None:
     """Add every recipient of a file (all or nothing: a bad line adds none)."""
     from cloudchat_cli.services.optout import read_list_file
@@ -114,7 +118,8 @@ def import_cmd(
         added, already = lst.import_rows(read_list_file(file, channel or cfg.default_channel))
     finally:
         lst.close()
-    console.info(f"Imported {added} new recipient(s) ({already} already listed).")
+    emit(f"Imported {added} new recipient(s) ({already} already listed).", quiet=quiet,
+         human=console.info)
 
 
 @app.command("export")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import typer
 
-from cloudchat_cli.commands._groups import default_group
 from cloudchat_cli.commands.completion import complete_channel
-from cloudchat_cli.entry import steady_gc
+from cloudchat_cli.commands.groups import command_group
+from cloudchat_cli.commands.options import quiet_option
 from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
@@ -33,12 +33,11 @@ Conventions: keys starting with sk_test_ro_ are read-only (403 on POST /messages
 numbers ending in 0000 are "not on WhatsApp" (400 invalid_recipient).
 """
 
-app = typer.Typer(
-    cls=default_group("serve"),
+app = command_group(
+    default="serve",
     help="Run a local CloudChat API emulator (no account needed); `sandbox inbound` makes it "
     "emit an incoming message.",
     epilog=EPILOG,
-    rich_markup_mode="rich",
 )
 
 
@@ -66,7 +65,7 @@ def sandbox(
         None, "--record", help="Append one JSON line per request received to this file.",
         dir_okay=False,
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print accepted messages."),
+    quiet: bool = quiet_option("Do not print accepted messages."),
     webhook_url: str | None = typer.Option(
         None, "--webhook-url", help="Send signed webhook events here.", show_default=False),
     webhook_secret_file: Path | None = typer.Option(
@@ -77,7 +76,6 @@ def sandbox(
         min=0.0),
 ) -> None:
     """Run a local CloudChat API emulator (no account needed)."""
-    steady_gc()
     from cloudchat_cli.core.errors import UsageError
     from cloudchat_cli.sandbox.server import SandboxConfig, SandboxServer
     from cloudchat_cli.sandbox.signals import StopSignals
@@ -135,8 +133,8 @@ def inbound(
     """Make a running sandbox emit a message.received webhook."""
     import httpx
 
+    from cloudchat_cli.core.channels import parse_channel
     from cloudchat_cli.core.errors import CloudChatError, NetworkError
-    from cloudchat_cli.services.messages import parse_channel
 
     target = url.rstrip("/").removesuffix("/api/public/v1") + "/_sandbox/inbound"
     try:

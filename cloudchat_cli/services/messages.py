@@ -1,6 +1,8 @@
 """Messages: validate and normalise what to send, build the API body, send it.
 
-Every check here runs before a request is spent; the sandbox applies the same rules server-side.
+Every check here runs before a request is spent. Each channel's recipient rule comes from the
+channel registry (``core/channels.py``); the sandbox applies its own copy of the rules
+server-side.
 """
 
 from __future__ import annotations
@@ -10,9 +12,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cloudchat_cli.core.channels import CHANNELS, canonical_channel
+from cloudchat_cli.core.channels import (  # noqa: F401  (re-exported: callers import them here)
+    CHANNELS,
+    MATCH_KEY_SQL,
+    Channel,
+    InvalidMessage,
+    channel_of,
+    match_key,
+    parse_channel,
+)
+from cloudchat_cli.core.channels import shown as _shown
 from cloudchat_cli.core.errorbody import one_line
-from cloudchat_cli.core.errors import UnexpectedResponse, UsageError
+from cloudchat_cli.core.errors import UnexpectedResponse
 
 if TYPE_CHECKING:
     from cloudchat_cli.core.http import ApiClient
@@ -24,7 +35,7 @@ MEDIA_TYPES = ("image", "video", "audio", "document")
 TYPES = ("text", *MEDIA_TYPES)
 RESERVED_FIELDS = frozenset({"channel", "to", "type", "text", "media"})
 
-_WA_SEPARATORS = re.compile(r"[\s\-().]")
+_PHONE_SEPARATORS = re.compile(r"[\s\-().]")
 _STRAY_DOT = re.compile(r"(?<![0-9])\.|\.(?![0-9])")
 _TRUNK_ZERO = re.compile(r"\(\s*0\s*\)")
 # What a spreadsheet (or pandas) does to a number column; each would send to another number.
@@ -39,35 +50,7 @@ _THOUSANDS = re.compile(r"^[+-]?[0-9]{1,3}(?:,[0-9]{3})+(?:\.[0-9]+)?$")
 _APOSTROPHES = "'\u2018\u2019`"
 AS_TEXT = ("format the column as Text in the spreadsheet, retype or paste the numbers, and "
            "export again (pandas: read_csv(..., dtype=str))")
-_TG_USERNAME = re.compile(r"^@[A-Za-z][A-Za-z0-9_]{3,31}$")
-_TG_CHAT_ID = re.compile(r"^-?[0-9]{1,20}$")
-_PLATFORM_ID = re.compile(r"^[0-9]{1,32}$")
 _MEDIA_URL = re.compile(r"^https://[^\s/?#@]+(?:[/?#][^\s]*)?$")
-
-
-class InvalidMessage(UsageError):
-    """The message or its recipient is not valid; nothing was sent."""
-
-    def __init__(self, message: str, *, field: str | None = None, hint: str | None = None):
-        super().__init__(message, hint=hint)
-        self.field = field
-
-
-def parse_channel(value: str | None) -> str:
-    """Return the canonical channel name for ``value`` or raise ``InvalidMessage``."""
-    channel = canonical_channel(value or "")
-    if channel is None:
-        shown = _shown(value or "")
-        raise InvalidMessage(
-            f"unknown channel {shown}: use one of {', '.join(CHANNELS)} (or wa, tg, ig, fb)",
-            field="channel",
-        )
-    return channel
-
-
-def _shown(value: str, limit: int = 40) -> str:
-    text = value if len(value) <= limit else value[:limit] + "…"
-    return repr(text)
 
 
 def normalise_recipient(channel: str, raw: str, default_country_code: str = "") -> str:
@@ -84,33 +67,12 @@ def normalise_recipient(channel: str, raw: str, default_country_code: str = "") 
         )
     value = raw.strip()
     _refuse_spreadsheet_artefact(value)
-    if channel == "whatsapp":
-        return _whatsapp_number(value, default_country_code)
-    if channel == "telegram":
-        if _TG_CHAT_ID.match(value) or _TG_USERNAME.match(value):
-            return value
-        raise InvalidMessage(
-            f"invalid Telegram recipient {_shown(raw)}: use a numeric chat id or @username",
-            field="to",
-        )
-    if _PLATFORM_ID.match(value):
-        return value
-    raise InvalidMessage(
-        f"invalid {channel.capitalize()} recipient {_shown(raw)}: use the numeric user id",
-        field="to",
-    )
-
-
-def match_key(channel: str, recipient: str) -> str:
-    """What two normalised recipients must share to be the same person: Telegram @usernames are
-    case-insensitive, so theirs is lowercased (the API still gets the recipient as written)."""
-    return recipient.lower() if channel == "telegram" and recipient.startswith("@") else recipient
-
-
-# ``match_key`` in SQL, for a table with ``channel`` and ``recipient`` columns (usernames are
-# ASCII, so SQLite's lower() agrees with str.lower()).
-MATCH_KEY_SQL = ("(CASE WHEN {t}channel = 'telegram' AND substr({t}recipient, 1, 1) = '@' "
-                 "THEN lower({t}recipient) ELSE {t}recipient END)")
+    spec = channel_of(channel)
+    recipient = _phone_number(spec, value, default_country_code) if spec.phone else value
+    if spec.recipient.fullmatch(recipient):
+        return recipient
+    quoted = _shown(value if spec.phone else raw)  # a phone number as trimmed, else as given
+    raise InvalidMessage(f"invalid {spec.label} {spec.noun} {quoted}: {spec.rule}", field="to")
 
 
 def spreadsheet_artefact(value: str) -> str | None:
@@ -142,25 +104,25 @@ def _refuse_spreadsheet_artefact(value: str) -> None:
         raise InvalidMessage(f"recipient {_shown(value)} {why}", field="to", hint=AS_TEXT)
 
 
-def _whatsapp_number(value: str, country_code: str) -> str:
+def _phone_number(spec: Channel, value: str, country_code: str) -> str:
+    """The digits of an international phone number written in any common way; the channel's
+    recipient rule then checks their count."""
+    bad = f"invalid {spec.label} {spec.noun} {_shown(value)}"
     if value.startswith("-"):
         raise InvalidMessage(
-            f"invalid WhatsApp number {_shown(value)}: starts with a minus (the cell held a "
-            "negative number); a phone number has none",
+            f"{bad}: starts with a minus (the cell held a negative number); a phone number "
+            "has none",
             field="to", hint=AS_TEXT,
         )
     if _STRAY_DOT.search(value):
-        raise InvalidMessage(
-            f"invalid WhatsApp number {_shown(value)}: a dot may only separate digit groups",
-            field="to",
-        )
+        raise InvalidMessage(f"{bad}: a dot may only separate digit groups", field="to")
     if _TRUNK_ZERO.search(value):
         raise InvalidMessage(
-            f"invalid WhatsApp number {_shown(value)}: the '(0)' is not dialled from abroad",
+            f"{bad}: the '(0)' is not dialled from abroad",
             field="to",
             hint="remove the (0): +62 (0)812… is written 62812…",
         )
-    digits = _WA_SEPARATORS.sub("", value)
+    digits = _PHONE_SEPARATORS.sub("", value)
     if digits.startswith("+"):
         digits = digits[1:]
     elif digits.startswith("00"):
@@ -176,14 +138,8 @@ def _whatsapp_number(value: str, country_code: str) -> str:
         digits = country_code + digits[1:]
     if not digits.isascii() or not digits.isdigit():
         raise InvalidMessage(
-            f"invalid WhatsApp number {_shown(value)}: only digits, spaces, dashes, brackets, "
-            "dots between digits and a leading + are allowed",
-            field="to",
-        )
-    if not 8 <= len(digits) <= 15 or digits.startswith("0"):
-        raise InvalidMessage(
-            f"invalid WhatsApp number {_shown(value)}: an international number has 8-15 digits "
-            "and starts with its country code",
+            f"{bad}: only digits, spaces, dashes, brackets, dots between digits and a leading "
+            "+ are allowed",
             field="to",
         )
     return digits
