@@ -99,3 +99,55 @@ def test_broadcast_ctrl_c_at_the_slot_wait_of_a_quiet_run_is_130(tmp_path, env):
     assert "broadcast interrupted: 1 sent, 0 failed, 0 unknown, 2 pending" in rest
     assert "Stopping" not in rest  # --quiet: only the outcome
     assert len(api.requests) == 1
+
+
+def test_trigger_ctrl_c_during_its_retry_wait_is_130(wenv):
+    with HostileServer("500") as app:
+        proc = start(wenv, "webhook", "trigger", f"http://127.0.0.1:{app.port}/hook")
+        wait_for(proc, "attempt 1: HTTP 500")  # now waiting 2 s before attempt 2
+        code, rest = interrupt(proc)
+    assert code == 130, rest
+    assert "interrupted (Ctrl-C)" in rest and "Traceback" not in rest
+    assert len(app.requests) < 4  # the retries did not run to their end
+
+
+def test_listen_second_ctrl_c_skips_the_queued_exec_commands_and_says_so(tmp_path, wenv):
+    import os
+
+    from .test_e2e_webhook import Listener, event_body
+
+    fifo, saved = tmp_path / "exec-started", tmp_path / "events"
+    os.mkfifo(fifo)
+    # The command reports its PID through the FIFO (the ready signal), then blocks.
+    lis = Listener(wenv, "--save", str(saved), "--exec",
+                   f"sh -c 'echo $$ > {fifo}; exec sleep 600'")
+    try:
+        for n in range(3):
+            assert lis.post(event_body(f"evt_stop_{n}")).status_code == 200
+        with open(fifo) as fh:  # blocks until the first --exec command runs
+            pid = int(fh.read())
+        lis.proc.send_signal(signal.SIGINT)
+        lis.error_line("Stopping: finishing deliveries in flight (Ctrl-C again")
+        assert lis.proc.poll() is None  # the first Ctrl-C waits for the --exec commands
+        lis.proc.send_signal(signal.SIGINT)
+        assert lis.proc.wait(60) == 130
+    finally:
+        if lis.proc.poll() is None:
+            lis.proc.kill()
+        with __import__("contextlib").suppress(NameError, ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    said = "".join(lis.errors.queue)
+    assert "Stopping at once: not waiting for deliveries in flight" in said
+    assert "Stopped after 3 event(s), 0 duplicate(s), 0 rejected" in said
+    assert "interrupted again (Ctrl-C): stopped at once; --exec was not run for 2 event(s)" \
+        in said
+    assert "Traceback" not in said
+    assert len(list(saved.glob("*.json"))) == 3  # every acknowledged event is on disk
+
+
+def test_listen_sigterm_before_serving_still_stops_cleanly_with_0(wenv):
+    lis = start(wenv, "webhook", "listen", "--port", "0")
+    wait_for(lis, "Listening on")
+    code, rest = interrupt(lis, signal.SIGTERM)
+    assert code == 0, rest
+    assert "Stopped after 0 event(s)" in rest and "Traceback" not in rest

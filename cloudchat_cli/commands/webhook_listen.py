@@ -116,6 +116,10 @@ def listen_cmd(
     except OSError as exc:
         raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                          hint="pick another --port (0 chooses a free one)") from None
+    _serve(listener, printer, host, forward_to)
+
+
+def _ready(listener, host: str, forward_to: str | None) -> None:
     if host not in ("127.0.0.1", "localhost", "::1"):
         console.warn(f"listening on {host}: other machines can send events to this listener")
     console.info(f"Listening on {listener.url()} — Ctrl-C to stop")
@@ -123,16 +127,15 @@ def listen_cmd(
         console.info(f"Forwarding to {forward_to}; events wait for it in {listener.store.dir}")
     if listener.dedupe is not None:
         console.info(f"Deduplicating with every replica using {listener.dedupe.shown}")
-    _serve(listener, printer)
 
 
-def _serve(listener, printer) -> None:
+def _serve(listener, printer, host: str, forward_to: str | None) -> None:
     """Serve until Ctrl-C/SIGTERM (exit 0); a second one stops at once (exit 130)."""
     from cloudchat_cli.core.errors import Interrupted
 
-    try:
-        listener.run()  # the first signal: deliveries, --exec and due forwards finished
-    except Interrupted:  # a signal that arrived before run() took over the handlers
+    try:  # the first signal: deliveries, --exec and due forwards are finished
+        listener.run(on_ready=lambda: _ready(listener, host, forward_to))
+    except Interrupted:  # a signal before run() took over the handlers (nothing served)
         listener.shutdown()
     waiting = ""
     if listener.queue is not None:

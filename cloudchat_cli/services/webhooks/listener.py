@@ -144,10 +144,14 @@ class Listener:
         host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
         return f"http://{host}:{self.port}{self.config.path or '/'}"
 
-    def run(self) -> None:
-        """Serve until SIGINT/SIGTERM, then shut down (``serve_forever``, ``shutdown``)."""
+    def run(self, on_ready: Callable[[], None] = lambda: None) -> None:
+        """Serve until SIGINT/SIGTERM, then shut down (``serve_forever``, ``shutdown``).
+
+        ``on_ready`` runs once the signals are ours (say "Listening on …" there): a signal
+        from then on is a clean stop, however early it comes."""
         with self.stop:
             try:
+                on_ready()
                 self.serve_forever()
             finally:
                 self.shutdown()
