@@ -29,6 +29,14 @@ def until(condition, what: str, limit: float = 30.0) -> None:
         time.sleep(0.02)
 
 
+def said_until(lis, needle: str) -> str:
+    """What a listener said on stderr, up to the line holding ``needle`` (read as it comes)."""
+    lines = []
+    while not lines or needle not in lines[-1]:
+        lines.append(lis.errors.get(timeout=30))
+    return "".join(lines)
+
+
 def customers(tmp_path, n: int):
     path = tmp_path / "customers.csv"
     path.write_text("to,name\n" + "".join(f"62812345{i:03d}7,c{i}\n" for i in range(n)),
@@ -136,7 +144,7 @@ def test_listen_second_ctrl_c_skips_the_queued_exec_commands_and_says_so(tmp_pat
             lis.proc.kill()
         with __import__("contextlib").suppress(NameError, ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    said = "".join(lis.errors.queue)
+    said = said_until(lis, "interrupted again")
     assert "Stopping at once: not waiting for deliveries in flight" in said
     assert "Stopped after 3 event(s), 0 duplicate(s), 0 rejected" in said
     assert "interrupted again (Ctrl-C): stopped at once; --exec was not run for 2 event(s)" \
@@ -151,3 +159,37 @@ def test_listen_sigterm_before_serving_still_stops_cleanly_with_0(wenv):
     code, rest = interrupt(lis, signal.SIGTERM)
     assert code == 0, rest
     assert "Stopped after 0 event(s)" in rest and "Traceback" not in rest
+
+
+def test_listen_second_ctrl_c_does_not_wait_for_a_stalled_delivery(wenv):
+    import socket
+    from urllib.parse import urlsplit
+
+    from cloudchat_cli.services.webhooks.signature import sign
+
+    from .test_e2e_webhook import SECRET, Listener, event_body
+
+    lis = Listener(wenv, "--read-timeout", "3600")
+    url = urlsplit(lis.url)
+    body = event_body("evt_stalled")
+    head = (f"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"X-CloudChat-Signature: {sign(SECRET, body)}\r\nExpect: 100-continue\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    try:
+        with socket.create_connection((url.hostname, url.port), timeout=60) as sock:
+            sock.sendall(head)
+            assert b"100 Continue" in sock.recv(1024)  # it is reading this delivery's body
+            sock.sendall(body[:10])  # ... and never gets the rest
+            lis.proc.send_signal(signal.SIGINT)
+            lis.error_line("Stopping: finishing deliveries in flight (Ctrl-C again")
+            assert lis.proc.poll() is None  # the first Ctrl-C waits for the delivery
+            lis.proc.send_signal(signal.SIGINT)
+            assert lis.proc.wait(60) == 130
+            assert sock.recv(1024) == b""  # closed unanswered: CloudChat retries it
+    finally:
+        if lis.proc.poll() is None:
+            lis.proc.kill()
+    said = said_until(lis, "interrupted again")
+    assert "Stopping at once: not waiting for deliveries in flight (CloudChat retries" in said
+    assert "Stopped after 0 event(s)" in said and "Traceback" not in said
+    assert "interrupted again (Ctrl-C): stopped at once" in said
