@@ -11,25 +11,6 @@ import typer
 from cloudchat_cli.output import console
 
 
-def show_withheld(held, counts) -> None:
-    """The plan's lines for rows this run leaves out: history, opt-outs, --exclude."""
-    from cloudchat_cli.services.broadcast import runs
-
-    if held.opted_out:
-        console.info(f"{held.opted_out} on the opt-out list — skipped")
-    if held.excluded:
-        console.info(f"{held.excluded} excluded by --exclude — skipped")
-    if held.already_sent:
-        when = runs.day(held.last_sent_at)
-        if held.again:
-            console.info(f"--again: {held.already_sent} already received this exact message "
-                         f"on {when} and will receive it again")
-        else:
-            console.info(f"{held.already_sent} already received this exact message on {when} "
-                         f"— skipped; {counts['pending']} new row(s) will be sent "
-                         "(--again sends to all)")
-
-
 def status(
     ctx: typer.Context,
     journal: Path | None = typer.Argument(

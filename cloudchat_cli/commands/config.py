@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from cloudchat_cli.commands import config_doctor, config_secrets
 from cloudchat_cli.output import console
 
 app = typer.Typer(
@@ -12,93 +13,10 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-KEY_EPILOG = """[bold]Examples[/bold]
-
-  cloudchat config set-key                     # hidden prompt on a terminal
-  printf %s "$CLOUDCHAT_KEY" | cloudchat -p shop config set-key
-  cloudchat config set-key --insecure-storage < key.txt   # no keyring
-"""
-
-
-def _kind(webhook: bool):
-    from cloudchat_cli.core import credentials
-
-    return credentials.WEBHOOK_SECRET if webhook else credentials.API_KEY
-
-
-def _store(ctx: typer.Context, webhook: bool, insecure_storage: bool, argv_value: str | None
-           ) -> None:
-    from cloudchat_cli.core import credentials
-
-    session = ctx.obj
-    kind = _kind(webhook)
-    credentials.refuse_argv_secret(kind, argv_value)
-    profile, _ = session.profile()
-    if not insecure_storage:
-        credentials.require_keyring(kind, session.env)  # before asking for the secret
-    value = credentials.read_secret_from_user(kind)
-    where = credentials.store_secret(
-        kind, profile, value, insecure_storage=insecure_storage, env=session.env
-    )
-    config = session.config
-    if not config.has_profile(profile) or profile not in config.data.get("profiles", {}):
-        config.ensure_profile(profile)
-        config.save()
-    console.info(f"Stored the {kind.label} {credentials.mask(value.strip())} for profile "
-                 f"{profile!r} in {where}.")
-
-
-def _delete(ctx: typer.Context, webhook: bool) -> None:
-    from cloudchat_cli.core import credentials
-
-    session = ctx.obj
-    kind = _kind(webhook)
-    profile, _ = session.profile()
-    removed = credentials.delete_secret(kind, profile, env=session.env)
-    if removed:
-        console.info(f"Deleted the {kind.label} of profile {profile!r} from {', '.join(removed)}.")
-    else:
-        console.info(f"No stored {kind.label} for profile {profile!r}.")
-
-
-_NO_ARG = typer.Argument(None, hidden=True, show_default=False)
-
-
-@app.command("set-key", epilog=KEY_EPILOG)
-def set_key(
-    ctx: typer.Context,
-    value: str | None = _NO_ARG,
-    insecure_storage: bool = typer.Option(
-        False, "--insecure-storage",
-        help="Store in a 0600 file instead of the OS keyring (for machines without one).",
-    ),
-) -> None:
-    """Store the profile's API key (hidden prompt on a TTY, else read from stdin)."""
-    _store(ctx, False, insecure_storage, value)
-
-
-@app.command("delete-key")
-def delete_key(ctx: typer.Context) -> None:
-    """Delete the profile's API key from the keyring and the credentials file."""
-    _delete(ctx, False)
-
-
-@app.command("set-webhook-secret")
-def set_webhook_secret(
-    ctx: typer.Context,
-    value: str | None = _NO_ARG,
-    insecure_storage: bool = typer.Option(
-        False, "--insecure-storage", help="Store in a 0600 file instead of the OS keyring."
-    ),
-) -> None:
-    """Store the profile's webhook secret (whsec_…), read like set-key."""
-    _store(ctx, True, insecure_storage, value)
-
-
-@app.command("delete-webhook-secret")
-def delete_webhook_secret(ctx: typer.Context) -> None:
-    """Delete the profile's webhook secret."""
-    _delete(ctx, True)
+app.command("set-key", epilog=config_secrets.KEY_EPILOG)(config_secrets.set_key)
+app.command("delete-key")(config_secrets.delete_key)
+app.command("set-webhook-secret")(config_secrets.set_webhook_secret)
+app.command("delete-webhook-secret")(config_secrets.delete_webhook_secret)
 
 
 @app.command("set", epilog="[bold]Example[/bold]\n\n  cloudchat -p shop config set "
@@ -219,33 +137,4 @@ def path() -> None:
         console.info(f"state: {paths.state_dir()}")
 
 
-@app.command("doctor", epilog="[bold]Examples[/bold]\n\n"
-             "  cloudchat config doctor             # tests the key; sends "
-             "nothing\n"
-             "  cloudchat config doctor --offline   # no network\n"
-             "  cloudchat --api-key-file shop.key config doctor --json   # a server's key "
-             "file")
-def doctor_cmd(
-    ctx: typer.Context,
-    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    offline: bool = typer.Option(
-        False, "--offline", help="Do not contact base_url (the key is not tested)."
-    ),
-) -> None:
-    """Check config, keyring, the key and the server; exit 1 if a send could not work."""
-    from cloudchat_cli.output.notify import Notifier
-    from cloudchat_cli.services import doctor
-
-    checks = doctor.run_checks(ctx.obj, probe=not offline, notify=Notifier())
-    if json_out:
-        console.print_json([{"check": c.name, "ok": c.ok, "status": c.status,
-                             "detail": c.detail} for c in checks])
-    else:
-        marks = {"ok": "[green]ok[/green]  ", "warn": "[yellow]WARN[/yellow]",
-                 "fail": "[red]FAIL[/red]"}
-        out = console.out()
-        for check in checks:
-            out.print(f"{marks[check.status]} [bold]{check.name}[/bold]: "
-                      f"{console.escape(check.detail)}")
-    if not all(c.ok for c in checks):
-        raise typer.Exit(1)
+app.command("doctor", epilog=config_doctor.DOCTOR_EPILOG)(config_doctor.doctor_cmd)

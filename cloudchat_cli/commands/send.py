@@ -8,7 +8,6 @@ import typer
 
 from cloudchat_cli.commands._groups import NumericArgsCommand
 from cloudchat_cli.commands.completion import complete_channel
-from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
 
@@ -59,6 +58,7 @@ def send(
         False, "--ignore-optout", help="Send even to a recipient on the opt-out list."),
 ) -> None:
     """Send one message (text or media) to any channel."""
+    from cloudchat_cli.output import sent
     from cloudchat_cli.output.notify import Notifier
     from cloudchat_cli.services import messages
 
@@ -88,9 +88,9 @@ def send(
     finally:
         notifier.stop()
     if json_out:
-        sys.stdout.write(_json_body(result["raw"], result["response"]) + "\n")
+        sys.stdout.write(sent.json_body(result["raw"], result["response"]) + "\n")
     elif not quiet:
-        _summary(result.get("response") or {}, payload)
+        sent.summary(result.get("response") or {}, payload)
 
 
 def _read_stdin() -> str:
@@ -106,48 +106,6 @@ def _read_stdin() -> str:
     except UnicodeDecodeError as exc:
         raise InvalidMessage(f"stdin is not UTF-8 text (byte {exc.start})", field="text") from None
     return text.rstrip("\n")
-
-
-def _summary(response: dict, payload: dict) -> None:
-    out = console.out()
-    esc = console.escape
-    ident = _field(response.get("id"))
-    status = _field(response.get("status"))
-    head = "[green]✓[/green] Sent" if console.stdout_is_tty() else "Sent"
-    parts = [head]
-    if ident:
-        parts.append(f"[bold]{esc(ident)}[/bold]")
-    if status:
-        parts.append(f"({esc(status)})")
-    parts.append(f"via {esc(_field(response.get('channel')) or payload['channel'])}")
-    parts.append(f"to {esc(_field(response.get('to')) or payload['to'])}")
-    out.print(" ".join(parts))
-
-
-def _field(value: object) -> str:
-    """A field echoed from the server, safe for a terminal: one line, no control characters
-    (an ESC sequence would reach the terminal), JSON for anything not a string or number."""
-    import json
-
-    from cloudchat_cli.core.errorbody import one_line
-
-    if value is None or isinstance(value, bool | dict | list):
-        text = json.dumps(value, ensure_ascii=False) if value else ""
-    elif isinstance(value, str | int | float):
-        text = str(value)
-    else:
-        text = ""
-    return one_line(text, 100)
-
-
-def _json_body(raw: bytes, data: dict) -> str:
-    """The server's JSON as it came, unless it holds characters a terminal would act on."""
-    text = raw.decode("utf-8", "replace").strip()
-    if all(ch.isprintable() or ch in " \t\r\n" for ch in text):
-        return text
-    import json
-
-    return json.dumps(data, ensure_ascii=True)
 
 
 app = typer.Typer()

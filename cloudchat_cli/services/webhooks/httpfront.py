@@ -87,33 +87,43 @@ class AsyncFront:
         self._tasks: set[asyncio.Task] = set()
         self._idle: set[asyncio.Task] = set()  # keep-alive connections between requests
         self._stop: asyncio.Event | None = None
+        self._stop_now: asyncio.Event | None = None
+        self._stop_asked: str | None = None  # "stop" / "now", even before the loop runs
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def port(self) -> int:
         return self.sock.getsockname()[1]
 
-    def stop(self) -> None:
-        """Stop serving, from any thread: what SIGINT/SIGTERM do."""
-        loop, stop = self._loop, self._stop
-        if loop is not None and stop is not None:
-            loop.call_soon_threadsafe(stop.set)
+    def stop(self, *, now: bool = False) -> None:
+        """Stop serving, from any thread or a signal handler (the listener's first
+        SIGINT/SIGTERM, core/stop.py); ``now``: without waiting for deliveries in flight
+        (the second). Asked before the loop runs, it stops as soon as it does."""
+        self._stop_asked = self._stop_asked or "stop"
+        if now:
+            self._stop_asked = "now"
+        loop, stop, stop_now = self._loop, self._stop, self._stop_now
+        if loop is not None and stop is not None and stop_now is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already gone
+                loop.call_soon_threadsafe(stop.set)
+                if now:
+                    loop.call_soon_threadsafe(stop_now.set)
 
     def run(self) -> None:
-        signals = (signal.SIGINT, signal.SIGTERM)
         main = threading.current_thread() is threading.main_thread()
-        previous = {s: signal.getsignal(s) for s in signals} if main else {}
         try:
-            asyncio.run(self._main(signals))
+            asyncio.run(self._main())
         finally:
             if main:
                 signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # no longer meaningful
-            for sig, handler in previous.items():  # only the main thread handles signals
-                signal.signal(sig, handler)
 
-    async def _main(self, signals: tuple[int, ...]) -> None:
+    async def _main(self) -> None:
         loop = self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+        self._stop, self._stop_now = asyncio.Event(), asyncio.Event()
+        if self._stop_asked:
+            self._stop.set()
+        if self._stop_asked == "now":
+            self._stop_now.set()
         if self.listener.store is not None:
             def saved(batch: list[PendingSave]) -> None:
                 with contextlib.suppress(RuntimeError):  # the loop is already gone
@@ -121,8 +131,7 @@ class AsyncFront:
 
             self._flusher = self.listener.store.flusher(saved, self.listener.on_notice)
         if threading.current_thread() is threading.main_thread():
-            for sig in signals:
-                loop.add_signal_handler(sig, self._stop.set)
+            # SIGINT/SIGTERM belong to the listener (core/stop.py), which calls stop().
             # SIGUSR1: retry the forward queue now (the operator knows the app is back)
             loop.add_signal_handler(signal.SIGUSR1, self.listener.retry_now)
         try:
@@ -130,17 +139,31 @@ class AsyncFront:
                                                 limit=MAX_HEADER_BYTES)
             async with server:
                 await self._stop.wait()
-                self.listener.on_notice("Stopping: finishing deliveries in flight…")
+                self.listener.on_notice("Stopping: finishing deliveries in flight (Ctrl-C "
+                                       "again to stop at once)…")
                 server.close()
                 for task in list(self._idle):  # nothing in flight there: just close
                     task.cancel()
                 if self._tasks:
-                    await asyncio.gather(*self._tasks, return_exceptions=True)
+                    await self._drain()
         finally:
             if self._flusher is not None:
                 self._flusher.close()  # whatever was submitted is on disk before we return
             if self.listener.dedupe is not None:
                 await self.listener.dedupe.aclose()
+
+    async def _drain(self) -> None:
+        """Wait for the deliveries in flight, unless told to stop now: then cancel them
+        (unanswered, CloudChat retries them; an event already being saved is still written
+        before the flusher closes)."""
+        drained = asyncio.gather(*self._tasks, return_exceptions=True)
+        now = asyncio.ensure_future(self._stop_now.wait())
+        await asyncio.wait({drained, now}, return_when=asyncio.FIRST_COMPLETED)
+        now.cancel()
+        if not drained.done():
+            for task in list(self._tasks):
+                task.cancel()
+            await drained
 
     @staticmethod
     def _saved(batch: list[PendingSave]) -> None:

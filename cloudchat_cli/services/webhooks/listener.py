@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from cloudchat_cli.core import credentials, paths
+from cloudchat_cli.core.stop import GracefulStop
 from cloudchat_cli.services.webhooks import events
 from cloudchat_cli.services.webhooks.forwarder import Forwarder, outbox_dir
 from cloudchat_cli.services.webhooks.httpfront import AsyncFront, bind
@@ -106,6 +107,13 @@ class Listener:
         self._seen_lock = threading.Lock()
         self._jobs: queue.Queue[Job | None] = queue.Queue()
         self._stopping = threading.Event()
+        # SIGINT/SIGTERM while ``run()`` serves: the first finishes what is in flight, the
+        # second stops at once (core/stop.py). ``stopped_now`` and ``exec_skipped`` say what
+        # the second left undone.
+        self.stop = GracefulStop(on_first=lambda name: self.front.stop(),
+                                 on_second=self._stop_now)
+        self.stopped_now = False
+        self.exec_skipped = 0
         self._worker = threading.Thread(target=self._work, name="exec", daemon=True)
         self.front = AsyncFront(self, bind(config.host, config.port))
         self.queue: ForwardQueue | None = None  # opened once the port is ours (a run begins)
@@ -136,23 +144,57 @@ class Listener:
         host = self.config.host if ":" not in self.config.host else f"[{self.config.host}]"
         return f"http://{host}:{self.port}{self.config.path or '/'}"
 
+    def run(self, on_ready: Callable[[], None] = lambda: None) -> None:
+        """Serve until SIGINT/SIGTERM, then shut down (``serve_forever``, ``shutdown``).
+
+        ``on_ready`` runs once the signals are ours (say "Listening on …" there): a signal
+        from then on is a clean stop, however early it comes."""
+        with self.stop:
+            try:
+                on_ready()
+                self.serve_forever()
+            finally:
+                self.shutdown()
+
     def serve_forever(self) -> None:
-        """Serve until SIGINT/SIGTERM (or ``stop()``); deliveries in flight are finished."""
+        """Serve until ``front.stop()`` (the first signal); deliveries in flight are finished
+        unless a stop *now* (the second) cancels them: unanswered, CloudChat retries them."""
         self._worker.start()
         if self.forwarder is not None:
             self.forwarder.start()
         self.front.run()
 
+    def _stop_now(self, name: str) -> None:
+        self.on_notice("Stopping at once: not waiting for deliveries in flight (CloudChat "
+                       "retries them), queued --exec commands or forwards (they wait on disk "
+                       "for the next run)…")
+        self.front.stop(now=True)
+
     def shutdown(self) -> None:
         """After serving: run the ``--exec`` commands still queued, deliver the forwards
-        that are due while the app takes them (briefly); the rest waits on disk."""
+        that are due while the app takes them (briefly); the rest waits on disk. After a
+        stop *now*, wait for neither: the queued ``--exec`` commands are skipped
+        (``exec_skipped``), the forwards wait on disk for the next run."""
         self._stopping.set()
         self._jobs.put(None)
         if self._worker.is_alive():
-            self._worker.join()
+            self._unless_now(self._worker.join)
         if self.forwarder is not None:
-            self.forwarder.stop()
-            self.queue.end_run()
+            self._unless_now(self.forwarder.stop)
+            self.queue.end_run()  # every save has its queue row: the flusher is closed
+        self.stopped_now = self.stop.now.is_set()
+        if self.stopped_now:
+            self.exec_skipped = sum(1 for job in list(self._jobs.queue) if job is not None)
+
+    def _unless_now(self, wait: Callable[[], None]) -> None:
+        """Run ``wait`` (a join), giving up on it once a stop *now* is asked."""
+        if self.stop.now.is_set():
+            return
+        waiter = threading.Thread(target=wait, name="stop-wait", daemon=True)
+        waiter.start()
+        while waiter.is_alive():
+            if self.stop.now.wait(0.1):
+                return
 
     def health(self) -> dict[str, Any]:
         """What ``GET /healthz`` answers: counts only, never an event's contents."""
@@ -360,6 +402,9 @@ class Listener:
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None:
+            if self.stop.now.is_set():  # stopping at once: leave it queued (counted)
+                self._jobs.put(job)
+                return
             self._exec(job)
 
     def _exec(self, job: Job) -> None:
