@@ -10,8 +10,7 @@ import typer
 
 from cloudchat_cli.commands import broadcast_flags as f
 from cloudchat_cli.commands import broadcast_runs, broadcast_track
-from cloudchat_cli.commands._groups import default_group
-from cloudchat_cli.entry import steady_gc
+from cloudchat_cli.commands.groups import default_group
 from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
@@ -66,7 +65,6 @@ def run(
     between: str | None = f.BETWEEN, tz: str | None = f.TZ, at: str | None = f.AT,
 ) -> None:
     """Send one message per CSV row (resumable; never sends a row twice)."""
-    steady_gc()
     from cloudchat_cli.services.broadcast import usecase
 
     request = usecase.BroadcastRequest(

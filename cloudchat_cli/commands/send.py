@@ -6,8 +6,9 @@ import sys
 
 import typer
 
-from cloudchat_cli.commands._groups import NumericArgsCommand
 from cloudchat_cli.commands.completion import complete_channel
+from cloudchat_cli.commands.groups import NumericArgsCommand
+from cloudchat_cli.core import channels
 
 EPILOG = """[bold]Examples[/bold]
 
@@ -35,7 +36,7 @@ def send(
     ),
     channel: str | None = typer.Option(
         None, "--channel", "-c", autocompletion=complete_channel,
-        help="whatsapp|telegram|instagram|messenger (or wa|tg|ig|fb). Default: the profile's.",
+        help=f"{channels.choices('|')}. Default: the profile's.",
         show_default=False,
     ),
     type_: str | None = typer.Option(

@@ -14,7 +14,6 @@ from cloudchat_cli.commands.webhook_common import (
     SECRET_FILE,
     load_secrets,
 )
-from cloudchat_cli.entry import steady_gc
 from cloudchat_cli.output import console
 
 
@@ -89,7 +88,6 @@ def listen_cmd(
     if print_unit:
         setup.print_unit(no_verify)
         return
-    steady_gc()
     if path is not None and not path.startswith("/"):
         path = "/" + path
     store = setup.dedupe_store(ctx, dedupe_store)
