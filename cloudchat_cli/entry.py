@@ -24,19 +24,10 @@ import gc
 import os
 import sys
 
+from cloudchat_cli.version import version_text
+
 STARTUP_GC_THRESHOLD = 50_000  # young-generation allocations between collections (default 700)
 _DEFAULT_GC_THRESHOLDS = gc.get_threshold()
-
-
-def version_text() -> str:
-    import platform
-
-    from cloudchat_cli import __version__
-
-    return (
-        f"cloudchat-cli {__version__} (Python {platform.python_version()}, "
-        f"{platform.system()}-{platform.machine()})"
-    )
 
 
 def steady_gc() -> None:

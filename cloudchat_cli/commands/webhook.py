@@ -70,9 +70,10 @@ at once (the app is back).
 def _secrets(ctx: typer.Context, secret_file: list[Path], argv_value: str | None
              ) -> list[str]:
     """The configured webhook secret(s), refusing one typed on the command line."""
+    from cloudchat_cli.commands._secrets import refuse_argv_secret
     from cloudchat_cli.core import credentials
 
-    credentials.refuse_argv_secret(credentials.WEBHOOK_SECRET, argv_value)
+    refuse_argv_secret(credentials.WEBHOOK_SECRET, argv_value)
     return ctx.obj.webhook_secrets(secret_file)
 
 
@@ -377,7 +378,7 @@ def listen_cmd(
         give_up_after=parse_duration(forward_give_up_after, "--forward-give-up-after"))
     status_interval = parse_duration(status_every, "--status-every")
     if print_unit:
-        _print_unit(no_verify)
+        _print_unit(ctx.obj.env, no_verify)
         return
     steady_gc()
     if path is not None and not path.startswith("/"):
@@ -385,9 +386,10 @@ def listen_cmd(
     store = _dedupe_store(ctx, dedupe_store)
     secrets: list[str] = []
     if no_verify:
+        from cloudchat_cli.commands._secrets import refuse_argv_secret
         from cloudchat_cli.core import credentials
 
-        credentials.refuse_argv_secret(credentials.WEBHOOK_SECRET, secret)
+        refuse_argv_secret(credentials.WEBHOOK_SECRET, secret)
         console.warn("--no-verify: events are accepted without checking their signature")
     else:
         secrets = _secrets(ctx, secret_file, secret)
@@ -427,18 +429,17 @@ def listen_cmd(
                  f"{printer.rejected} rejected at {time.strftime('%H:%M:%S')}{waiting}.")
 
 
-def _print_unit(no_verify: bool) -> None:
+def _print_unit(env, no_verify: bool) -> None:
     import getpass
-    import os
 
     from cloudchat_cli.core import paths
     from cloudchat_cli.services.webhooks.unit import systemd_unit
 
     typer.echo(systemd_unit(sys.argv, cwd=Path.cwd(), user=getpass.getuser(),
-                            state_dir=paths.state_dir().absolute(),
-                            config_dir=paths.config_dir().absolute(),
-                            profile=os.environ.get("CLOUDCHAT_PROFILE"),
-                            secret_file_env=os.environ.get("CLOUDCHAT_WEBHOOK_SECRET_FILE"),
+                            state_dir=paths.state_dir(env).absolute(),
+                            config_dir=paths.config_dir(env).absolute(),
+                            profile=env.get("CLOUDCHAT_PROFILE"),
+                            secret_file_env=env.get("CLOUDCHAT_WEBHOOK_SECRET_FILE"),
                             no_verify=no_verify), nl=False)
 
 
