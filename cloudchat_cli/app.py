@@ -1,4 +1,5 @@
-"""The root command, its global options, and ``main()``: the ONE place errors become exit codes."""
+"""The root command, its global options, ``run()`` (the ONE place errors become exit codes)
+and ``main()``, the console script's way in."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import contextlib
 import signal
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -48,12 +48,14 @@ app = typer.Typer(
 )
 
 
-@dataclass
 class Invocation:
     """What one ``run()`` hands the root callback, and what the callback tells it back."""
 
-    environment: Environment
-    debug: bool
+    __slots__ = ("environment", "debug")
+
+    def __init__(self, environment: Environment, debug: bool) -> None:
+        self.environment = environment
+        self.debug = debug
 
 
 def _version(value: bool) -> None:
@@ -94,8 +96,10 @@ def root(
     """CloudChat from the command line."""
     from cloudchat_cli.services.session import GlobalOptions, Session
 
-    invocation = ctx.obj if isinstance(ctx.obj, Invocation) else Invocation(
-        _environment.current(), bool(_environment.current().debug))
+    invocation = ctx.obj
+    if not isinstance(invocation, Invocation):  # the Typer app driven without run()
+        environment = _environment.current()
+        invocation = Invocation(environment, bool(environment.debug))
     invocation.debug = invocation.debug or debug
     console.set_no_color(no_color)
     options = GlobalOptions(

@@ -19,7 +19,6 @@ import os
 import sys
 import time as _time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import TextIO
 
 
@@ -34,51 +33,70 @@ def _on(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "") not in ("", "0")
 
 
-@dataclass(frozen=True)
 class Clock:
     """Wall time, monotonic time and sleeping: replaced by a fake in tests."""
 
-    time: Callable[[], float] = _time.time
-    monotonic: Callable[[], float] = _time.monotonic
-    sleep: Callable[[float], None] = _time.sleep
+    __slots__ = ("time", "monotonic", "sleep")
+
+    def __init__(self, time: Callable[[], float] = _time.time,
+                 monotonic: Callable[[], float] = _time.monotonic,
+                 sleep: Callable[[float], None] = _time.sleep) -> None:
+        self.time = time
+        self.monotonic = monotonic
+        self.sleep = sleep
 
 
-@dataclass(eq=False)
 class Environment:
     """Everything an invocation reads from the process, gathered in one object.
 
     Any field left out takes a harmless default: an empty environment, empty stdin, output
     thrown away, no terminal. The ``*_isatty`` flags are computed once from the streams unless
-    given (a test can pretend to be a terminal while capturing output).
+    given (a test can pretend to be a terminal while capturing output). ``no_color`` and
+    ``debug`` default to ``NO_COLOR`` and ``CLOUDCHAT_DEBUG``; the ``--no-color`` and
+    ``--debug`` flags belong to one invocation and never change this object.
+
+    (A plain class rather than a dataclass: generating a dataclass costs about a millisecond
+    at import, on every start-up.)
     """
 
-    env: Mapping[str, str] = field(default_factory=dict)
-    stdin: TextIO | None = None
-    stdout: TextIO | None = None
-    stderr: TextIO | None = None
-    stdin_isatty: bool | None = None
-    stdout_isatty: bool | None = None
-    stderr_isatty: bool | None = None
-    no_color: bool | None = None  # NO_COLOR set (non-empty); ``--no-color`` is per invocation
-    debug: bool | None = None  # CLOUDCHAT_DEBUG set; ``--debug`` is per invocation
-    clock: Clock = field(default_factory=Clock)
+    __slots__ = ("env", "stdin", "stdout", "stderr", "stdin_isatty", "stdout_isatty",
+                 "stderr_isatty", "no_color", "debug", "clock", "__weakref__")
 
-    def __post_init__(self) -> None:
-        import io
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        stdin: TextIO | None = None,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+        *,
+        stdin_isatty: bool | None = None,
+        stdout_isatty: bool | None = None,
+        stderr_isatty: bool | None = None,
+        no_color: bool | None = None,
+        debug: bool | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if stdin is None or stdout is None or stderr is None:
+            import io
 
-        if self.stdin is None:
-            self.stdin = io.StringIO()
-        if self.stdout is None:
-            self.stdout = io.StringIO()
-        if self.stderr is None:
-            self.stderr = io.StringIO()
-        for name in ("stdin", "stdout", "stderr"):
-            if getattr(self, f"{name}_isatty") is None:
-                setattr(self, f"{name}_isatty", _isatty(getattr(self, name)))
-        if self.no_color is None:
-            self.no_color = bool(self.env.get("NO_COLOR"))
-        if self.debug is None:
-            self.debug = _on(self.env, "CLOUDCHAT_DEBUG")
+            stdin = io.StringIO() if stdin is None else stdin
+            stdout = io.StringIO() if stdout is None else stdout
+            stderr = io.StringIO() if stderr is None else stderr
+        self.env: Mapping[str, str] = {} if env is None else env
+        self.stdin: TextIO = stdin
+        self.stdout: TextIO = stdout
+        self.stderr: TextIO = stderr
+        self.stdin_isatty = _isatty(stdin) if stdin_isatty is None else stdin_isatty
+        self.stdout_isatty = _isatty(stdout) if stdout_isatty is None else stdout_isatty
+        self.stderr_isatty = _isatty(stderr) if stderr_isatty is None else stderr_isatty
+        self.no_color = bool(self.env.get("NO_COLOR")) if no_color is None else no_color
+        self.debug = _on(self.env, "CLOUDCHAT_DEBUG") if debug is None else debug
+        self.clock = Clock() if clock is None else clock
+
+    def __repr__(self) -> str:  # never the variables: they may hold a key
+        return (f"Environment(stdin_isatty={self.stdin_isatty}, "
+                f"stdout_isatty={self.stdout_isatty}, stderr_isatty={self.stderr_isatty}, "
+                f"no_color={self.no_color}, debug={self.debug})")
 
     @classmethod
     def from_process(cls) -> Environment:
