@@ -92,12 +92,16 @@ def test_from_process_is_the_real_process():
         sys.stdin, sys.stdout, sys.stderr)
 
 
-def test_the_clock_is_injectable():
-    ticks = iter([10.0, 11.0])
-    clock = Clock(time=lambda: 5.0, monotonic=lambda: next(ticks), sleep=lambda s: None)
-    environment = Environment(clock=clock)
-    assert (environment.clock.time(), environment.clock.monotonic(),
-            environment.clock.monotonic()) == (5.0, 10.0, 11.0)
+def test_the_session_gives_its_clients_the_environment_clock(tmp_path):
+    slept: list[float] = []
+    clock = Clock(time=lambda: 5.0, monotonic=lambda: 7.0, sleep=slept.append)
+    env = {**base_env(tmp_path), "CLOUDCHAT_API_KEY": TEST_KEY}
+    with Session.from_environment(Environment(env=env, clock=clock)) as session:
+        client = session.client()
+        assert (client.clock(), client.throttle.clock()) == (5.0, 5.0)
+        client.sleep(1.5)
+        client.throttle.sleep(2.5)
+    assert slept == [1.5, 2.5]
 
 
 def test_bound_environment_is_current_only_inside_the_block():
@@ -192,6 +196,25 @@ def test_each_run_reads_its_own_config_dir(world, tmp_path):
     assert shown[0]["value"] == "http://one.example:9"
     assert shown[0]["source"].startswith("profile") and shown[1]["source"] == "default"
     assert not (Path(world["CLOUDCHAT_CONFIG_DIR"]) / "config.toml").exists()
+
+
+def test_set_key_reads_the_secret_from_the_invocation_stdin(world, tmp_path):
+    environment = Environment(env=world, stdin=io.StringIO(TEST_KEY + "\n"),
+                              stdout=io.StringIO(), stderr=io.StringIO())
+    code, _, err = invoke(environment, "config", "set-key", "--insecure-storage")
+    assert code == 0 and "sk_test_…WXYZ" in err
+    stored = (Path(world["CLOUDCHAT_CONFIG_DIR"]) / "credentials.toml").read_text()
+    assert TEST_KEY in stored
+    code, _, err = invoke(make(world), "config", "set-key", "--insecure-storage")
+    assert code == 2 and "no API key given" in err  # this run's stdin is empty
+
+
+def test_systemd_unit_names_the_invocation_variables(world, tmp_path):
+    env = {**world, "CLOUDCHAT_PROFILE": "shop"}
+    code, out, _ = invoke(make(env), "webhook", "listen", "--print-systemd-unit", "--no-verify")
+    assert code == 0
+    assert "Environment=CLOUDCHAT_PROFILE=shop" in out.splitlines()
+    assert f"Environment=CLOUDCHAT_STATE_DIR={world['CLOUDCHAT_STATE_DIR']}" in out.splitlines()
 
 
 def test_json_output_of_a_run_goes_to_its_stdout(world):
