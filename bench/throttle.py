@@ -44,31 +44,26 @@ sys.path.insert(0, str(ROOT))
 MARGIN = 0.25
 
 
+def session_for(store: str, key: str, env: dict, **flags):
+    """A library ``Session`` with the bench's settings as flags (they win over env and profile)."""
+    from cloudchat_cli.core.environment import Environment
+    from cloudchat_cli.services.session import Session
+
+    env = {**env, "CLOUDCHAT_API_KEY": key, "CLOUDCHAT_NO_KEYRING": "1"}
+    return Session.from_environment(Environment(env=env),
+                                    flags={"rate_store": store, "rate_margin": MARGIN, **flags})
+
+
 def worker(args: argparse.Namespace) -> None:
     """One client process: send ``count`` messages through the shared throttle."""
-    from cloudchat_cli.core.backoff import RetryPolicy
-    from cloudchat_cli.core.http import ApiClient
-    from cloudchat_cli.core.throttle import Throttle
-
-    store = make_store(args.store, args.key, args.window)
-    throttle = Throttle(args.limit, args.window, store=store, margin=MARGIN, timeout=30)
-    client = ApiClient(args.url, args.key, timeout=30, throttle=throttle,
-                       retry=RetryPolicy(max_retries=8))
-    body = {"channel": "whatsapp", "to": "6281234567890", "type": "text", "text": "bench"}
-    with ThreadPoolExecutor(args.threads) as pool:
-        list(pool.map(lambda _: client.request("POST", "messages", json_body=body),
-                      range(args.count)))
-    client.close()
-
-
-def make_store(store: str, key: str, window: float):
-    if store == "local":
-        from cloudchat_cli.core.throttle_sqlite import SqliteStore, throttle_path
-
-        return SqliteStore(throttle_path(key), window=window, margin=MARGIN)
-    from cloudchat_cli.core.throttle_redis import RedisStore, connect
-
-    return RedisStore(connect(store), key, url=store, window=window, margin=MARGIN)
+    with session_for(args.store, args.key, dict(os.environ), base_url=args.url,
+                     rate_limit=args.limit, rate_window=args.window, timeout=30,
+                     max_retries=8) as session:
+        client = session.client()
+        body = {"channel": "whatsapp", "to": "6281234567890", "type": "text", "text": "bench"}
+        with ThreadPoolExecutor(args.threads) as pool:
+            list(pool.map(lambda _: client.request("POST", "messages", json_body=body),
+                          range(args.count)))
 
 
 def start_redis(tmp: Path) -> tuple[subprocess.Popen, str]:
@@ -152,11 +147,10 @@ def scenario(procs: int, latency: float, limit: int, window: float, windows: int
 
 def overhead(store: str, tmp: Path, count: int) -> dict:
     """The limiter's own cost per request: acquire + release with slots always free."""
-    from cloudchat_cli.core.throttle import Throttle
-
-    os.environ["CLOUDCHAT_STATE_DIR"] = str(tmp / f"overhead-{store[:5]}")
-    throttle = Throttle(10**9, 60.0, store=make_store(store, "sk_test_overhead_00000", 60.0),
-                        margin=MARGIN)
+    env = {**os.environ, "CLOUDCHAT_STATE_DIR": str(tmp / f"overhead-{store[:5]}")}
+    session = session_for(store, "sk_test_overhead_00000", env, rate_limit=1_000_000,
+                          rate_window=60.0)
+    throttle = session.throttle("sk_test_overhead_00000")
     for _ in range(20):  # warm up: connections, scripts loaded, database created
         throttle.release(throttle.acquire())
     times = []
@@ -165,6 +159,7 @@ def overhead(store: str, tmp: Path, count: int) -> dict:
         throttle.release(throttle.acquire())
         times.append((time.perf_counter() - started) * 1000)
     times.sort()
+    session.close()
     return {"store": "SQLite (local)" if store == "local" else "Redis (loopback)",
             "median": statistics.median(times), "p99": times[int(len(times) * 0.99) - 1],
             "count": count}

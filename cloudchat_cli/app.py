@@ -1,19 +1,27 @@
-"""The root command, its global options, and ``main()``: the ONE place errors become exit codes."""
+"""The root command, its global options, ``run()`` (the ONE place errors become exit codes)
+and ``main()``, the console script's way in."""
 
 from __future__ import annotations
 
-import os
+import contextlib
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from cloudchat_cli.commands import completion as completion_cmd
 from cloudchat_cli.commands.groups import LazyGroup
+from cloudchat_cli.core import environment as _environment
 from cloudchat_cli.core.errors import CloudChatError, ExitCode, Interrupted
-from cloudchat_cli.entry import version_text
 from cloudchat_cli.output import console
+from cloudchat_cli.version import version_text
+
+if TYPE_CHECKING:
+    from cloudchat_cli.core.environment import Environment
+    from cloudchat_cli.sandbox.server import SandboxServer
 
 HELP = """CloudChat from the command line: one API key for WhatsApp, Telegram, Messenger, Instagram.
 
@@ -39,7 +47,15 @@ app = typer.Typer(
     add_completion=False,  # `cloudchat completion SHELL` instead of --install-completion
 )
 
-_debug = {"on": os.environ.get("CLOUDCHAT_DEBUG", "") not in ("", "0")}
+
+class Invocation:
+    """What one ``run()`` hands the root callback, and what the callback tells it back."""
+
+    __slots__ = ("environment", "debug")
+
+    def __init__(self, environment: Environment, debug: bool) -> None:
+        self.environment = environment
+        self.debug = debug
 
 
 def _version(value: bool) -> None:
@@ -80,18 +96,32 @@ def root(
     """CloudChat from the command line."""
     from cloudchat_cli.services.session import GlobalOptions, Session
 
-    _debug["on"] = _debug["on"] or debug
+    invocation = ctx.obj
+    if not isinstance(invocation, Invocation):  # the Typer app driven without run()
+        environment = _environment.current()
+        invocation = Invocation(environment, bool(environment.debug))
+    invocation.debug = invocation.debug or debug
     console.set_no_color(no_color)
     options = GlobalOptions(
         profile=profile,
-        debug=_debug["on"],
+        debug=invocation.debug,
         sandbox=sandbox,
         no_color=no_color,
         api_key_file=str(api_key_file) if api_key_file else None,
     )
-    session = Session(options, warn=console.warn, debug_log=console.debug)
+    session = Session(options, environment=invocation.environment, warn=console.warn,
+                      debug_log=console.debug, sandbox_provider=embedded_sandbox)
     ctx.obj = session
     ctx.call_on_close(session.close)
+
+
+def embedded_sandbox() -> SandboxServer:
+    """``--sandbox``: an emulator in this process on a free loopback port, for this run only."""
+    from cloudchat_cli.sandbox.server import SandboxConfig, SandboxServer
+
+    server = SandboxServer(SandboxConfig(port=0, quiet=True))
+    server.start_background()
+    return server
 
 
 def _raise_interrupted(signum: int, frame: object) -> None:
@@ -100,32 +130,76 @@ def _raise_interrupted(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI and exit with the documented code; render every known error in one place."""
-    if os.environ.get("_CLOUDCHAT_COMPLETE"):
+    """The console script: the process's environment, signal handlers, ``run()``, exit."""
+    signal.signal(signal.SIGINT, _raise_interrupted)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    environment = _environment.Environment.from_process()
+    sys.exit(run(sys.argv[1:] if argv is None else argv, environment))
+
+
+def run(argv: list[str], environment: Environment) -> int:
+    """Run one invocation in ``environment`` and return its exit code: the ONE place errors
+    become exit codes. Nothing outlives the call: the debug flag and colour belong to the
+    invocation, and the consoles are those of ``environment``'s streams."""
+    invocation = Invocation(environment, bool(environment.debug))
+    output = console.Output(environment)
+    with _environment.bound(environment), console.bound(output), _std_streams(environment):
+        try:
+            return _invoke(argv, invocation)
+        except (CloudChatError, Interrupted) as exc:
+            output.print_error(exc.message, exc.hint)
+            return int(exc.exit_code)
+        except KeyboardInterrupt:  # before our handler was installed, or a library re-raised it
+            output.print_error("interrupted (Ctrl-C)")
+            return int(ExitCode.INTERRUPTED)
+        except BaseException as exc:  # the last line of defence: a message, not a traceback
+            if invocation.debug:
+                import traceback
+
+                traceback.print_exc(file=environment.stderr)
+            output.print_error(
+                f"internal error: {type(exc).__name__}: {exc}",
+                "this is a bug in cloudchat-cli; rerun with --debug for a traceback and report it",
+            )
+            return int(ExitCode.FAILURE)
+
+
+def _invoke(argv: list[str], invocation: Invocation) -> int:
+    if invocation.environment.env.get("_CLOUDCHAT_COMPLETE"):
         # A completion request from the shell: register the shells only on this path.
         from typer._completion_classes import completion_init
 
         completion_init()
-    signal.signal(signal.SIGINT, _raise_interrupted)
-    signal.signal(signal.SIGTERM, _raise_interrupted)
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="cloudchat", standalone_mode=True)
-    except (CloudChatError, Interrupted) as exc:
-        console.print_error(exc.message, exc.hint)
-        sys.exit(int(exc.exit_code))
-    except KeyboardInterrupt:  # before our handler was installed, or a library re-raised it
-        console.print_error("interrupted (Ctrl-C)")
-        sys.exit(int(ExitCode.INTERRUPTED))
-    except SystemExit:
-        raise
-    except BaseException as exc:  # the last line of defence: a message, not a traceback
-        if _debug["on"]:
-            import traceback
+        command.main(args=list(argv), prog_name="cloudchat", standalone_mode=True,
+                     obj=invocation)
+    except SystemExit as exc:
+        return _status(exc.code, invocation.environment)
+    return 0
 
-            traceback.print_exc()
-        console.print_error(
-            f"internal error: {type(exc).__name__}: {exc}",
-            "this is a bug in cloudchat-cli; rerun with --debug for a traceback and report it",
-        )
-        sys.exit(int(ExitCode.FAILURE))
+
+def _status(code: object, environment: Environment) -> int:
+    """The process status ``sys.exit(code)`` would give (a message is printed to stderr)."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=environment.stderr)
+    return 1
+
+
+@contextlib.contextmanager
+def _std_streams(environment: Environment) -> Iterator[None]:
+    """``sys.stdin/stdout/stderr`` are the environment's streams for the invocation, for what
+    writes to them directly (Typer's help and usage errors); a no-op for the real process."""
+    wanted = (environment.stdin, environment.stdout, environment.stderr)
+    saved = (sys.stdin, sys.stdout, sys.stderr)
+    if all(a is b for a, b in zip(wanted, saved, strict=True)):
+        yield
+        return
+    sys.stdin, sys.stdout, sys.stderr = wanted
+    try:
+        yield
+    finally:
+        sys.stdin, sys.stdout, sys.stderr = saved

@@ -8,12 +8,15 @@ Two interpreter costs are cut for every other command (measured in bench/run):
 
 * the cyclic garbage collector runs dozens of times while Typer and httpx import (~7 ms); its
   young-generation threshold is raised for short commands. Long-running ones (``broadcast``,
-  ``webhook listen``, ``sandbox``) call ``steady_gc()`` first: the start-up heap is frozen out
-  of future collections and the default thresholds come back;
+  ``webhook listen``, ``sandbox``), marked in ``commands/registry.py``, get ``steady_gc()``
+  from the registry before they run: the start-up heap is frozen out of future collections
+  and the default thresholds come back;
 * tearing the interpreter down (freeing ~300 modules) costs ~14 ms after the work is done. When
-  the command has finished and no other thread is alive, ``exit_now`` runs the ``atexit``
-  handlers, flushes stdout/stderr and ends the process directly. Anything with threads still
-  running (``listen``, ``broadcast``, the sandbox) exits the ordinary way.
+  the command has finished, no other thread is alive and no file other than stdin/stdout/stderr
+  is open for writing, ``exit_now`` runs the ``atexit`` handlers, flushes stdout/stderr and ends
+  the process directly. Anything with threads still running (``listen``, ``broadcast``, the
+  sandbox) or a file left open for writing (its buffer is flushed only by the file object's
+  finaliser) exits the ordinary way.
 """
 
 from __future__ import annotations
@@ -22,19 +25,10 @@ import gc
 import os
 import sys
 
+from cloudchat_cli.version import version_text
+
 STARTUP_GC_THRESHOLD = 50_000  # young-generation allocations between collections (default 700)
 _DEFAULT_GC_THRESHOLDS = gc.get_threshold()
-
-
-def version_text() -> str:
-    import platform
-
-    from cloudchat_cli import __version__
-
-    return (
-        f"cloudchat-cli {__version__} (Python {platform.python_version()}, "
-        f"{platform.system()}-{platform.machine()})"
-    )
 
 
 def steady_gc() -> None:
@@ -58,7 +52,7 @@ def exit_now(code: object) -> None:
     import threading
 
     status = exit_code(code)
-    if threading.active_count() > 1:
+    if threading.active_count() > 1 or _writable_file_open():
         sys.exit(status)
     import atexit
     import contextlib
@@ -68,6 +62,61 @@ def exit_now(code: object) -> None:
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing left to tell it
             stream.flush()
     os._exit(status)
+
+
+def _fd_dir() -> str:
+    return "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+
+
+def _files_open() -> dict[int, tuple[int, int]]:
+    """Every open descriptor and the file it refers to (device, inode)."""
+    found = {}
+    try:
+        names = os.listdir(_fd_dir())
+    except OSError:
+        return found
+    for name in names:
+        try:
+            st = os.fstat(int(name))
+        except (OSError, ValueError):  # the listing's own descriptor, closed by now
+            continue
+        found[int(name)] = (st.st_dev, st.st_ino)
+    return found
+
+
+# What the process was started with (a parent's pipe, a terminal): no Python buffer of ours.
+_INHERITED = _files_open()
+
+
+def _writable_file_open() -> bool:
+    """Whether a file beyond stdin/stdout/stderr and what we inherited is open for writing
+    (or we cannot tell): the bytes its Python object still buffers would be lost by
+    ``os._exit``. Sockets do not count (their clients are closed by the command), nor do
+    read-only files."""
+    import stat
+
+    try:
+        import fcntl
+
+        names = os.listdir(_fd_dir())
+    except (ImportError, OSError):  # no fcntl (Windows), no fd directory: take the safe way
+        return True
+    for name in names:
+        fd = int(name)
+        if fd <= 2:
+            continue
+        try:
+            if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+                continue
+            st = os.fstat(fd)
+        except OSError:  # the listing's own descriptor, closed by now
+            continue
+        if _INHERITED.get(fd) == (st.st_dev, st.st_ino):
+            continue
+        mode = st.st_mode
+        if stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            return True
+    return False
 
 
 def main() -> None:

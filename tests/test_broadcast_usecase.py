@@ -14,6 +14,7 @@ import threading
 
 import pytest
 
+from cloudchat_cli.app import embedded_sandbox
 from cloudchat_cli.core.errors import Interrupted, UsageError
 from cloudchat_cli.services.broadcast import usecase
 from cloudchat_cli.services.session import GlobalOptions, Session
@@ -72,7 +73,7 @@ class FakeReporter:
 
 @pytest.fixture
 def sandbox_session(isolated):
-    session = Session(GlobalOptions(sandbox=True))
+    session = Session(GlobalOptions(sandbox=True), sandbox_provider=embedded_sandbox)
     yield session
     session.close()
 

@@ -23,15 +23,16 @@ def _kind(webhook: bool):
 
 def _store(ctx: typer.Context, webhook: bool, insecure_storage: bool, argv_value: str | None
            ) -> None:
+    from cloudchat_cli.commands._secrets import read_secret_from_user, refuse_argv_secret
     from cloudchat_cli.core import credentials
 
     session = ctx.obj
     kind = _kind(webhook)
-    credentials.refuse_argv_secret(kind, argv_value)
+    refuse_argv_secret(kind, argv_value)
     profile, _ = session.profile()
     if not insecure_storage:
         credentials.require_keyring(kind, session.env)  # before asking for the secret
-    value = credentials.read_secret_from_user(kind)
+    value = read_secret_from_user(kind)
     where = credentials.store_secret(
         kind, profile, value, insecure_storage=insecure_storage, env=session.env
     )

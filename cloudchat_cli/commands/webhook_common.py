@@ -20,9 +20,10 @@ NO_SECRET_ARG = typer.Option(None, "--secret", hidden=True, show_default=False)
 
 def load_secrets(ctx: typer.Context, secret_file: list[Path], argv_value: str | None) -> list[str]:
     """The configured webhook secret(s), refusing one typed on the command line."""
+    from cloudchat_cli.commands._secrets import refuse_argv_secret
     from cloudchat_cli.core import credentials
 
-    credentials.refuse_argv_secret(credentials.WEBHOOK_SECRET, argv_value)
+    refuse_argv_secret(credentials.WEBHOOK_SECRET, argv_value)
     return ctx.obj.webhook_secrets(secret_file)
 
 

@@ -86,16 +86,17 @@ def listen_cmd(
         give_up_after=parse_duration(forward_give_up_after, "--forward-give-up-after"))
     status_interval = parse_duration(status_every, "--status-every")
     if print_unit:
-        setup.print_unit(no_verify)
+        setup.print_unit(ctx.obj.env, no_verify)
         return
     if path is not None and not path.startswith("/"):
         path = "/" + path
     store = setup.dedupe_store(ctx, dedupe_store)
     secrets: list[str] = []
     if no_verify:
+        from cloudchat_cli.commands._secrets import refuse_argv_secret
         from cloudchat_cli.core import credentials
 
-        credentials.refuse_argv_secret(credentials.WEBHOOK_SECRET, secret)
+        refuse_argv_secret(credentials.WEBHOOK_SECRET, secret)
         console.warn("--no-verify: events are accepted without checking their signature")
     else:
         secrets = load_secrets(ctx, secret_file, secret)

@@ -94,16 +94,15 @@ def optout_hook(ctx: typer.Context, keywords: str | None):
                                   default_country_code=cfg.default_country_code)
 
 
-def print_unit(no_verify: bool) -> None:
+def print_unit(env, no_verify: bool) -> None:
     import getpass
-    import os
 
     from cloudchat_cli.core import paths
     from cloudchat_cli.services.webhooks.unit import systemd_unit
 
     typer.echo(systemd_unit(sys.argv, cwd=Path.cwd(), user=getpass.getuser(),
-                            state_dir=paths.state_dir().absolute(),
-                            config_dir=paths.config_dir().absolute(),
-                            profile=os.environ.get("CLOUDCHAT_PROFILE"),
-                            secret_file_env=os.environ.get("CLOUDCHAT_WEBHOOK_SECRET_FILE"),
+                            state_dir=paths.state_dir(env).absolute(),
+                            config_dir=paths.config_dir(env).absolute(),
+                            profile=env.get("CLOUDCHAT_PROFILE"),
+                            secret_file_env=env.get("CLOUDCHAT_WEBHOOK_SECRET_FILE"),
                             no_verify=no_verify), nl=False)

@@ -8,17 +8,15 @@ prompted for without a TTY.
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloudchat_cli.core import paths
-from cloudchat_cli.core.errors import CredentialsError, UsageError
+from cloudchat_cli.core import environment, paths
+from cloudchat_cli.core.errors import CredentialsError
 from cloudchat_cli.core.files import read_limited
 
 SERVICE = "cloudchat-cli"
@@ -154,7 +152,7 @@ def _keyring_disabled(env: Mapping[str, str]) -> str | None:
 
 def keyring_backend(env: Mapping[str, str] | None = None) -> tuple[Any | None, str]:
     """Return (backend, description) when a real keyring is available, else (None, why not)."""
-    env = os.environ if env is None else env
+    env = environment.current().env if env is None else env
     disabled = _keyring_disabled(env)
     if disabled:
         return None, disabled
@@ -267,7 +265,7 @@ def find_secret(
     credentials_path: Path | None = None,
 ) -> tuple[Secret | None, list[Attempt]]:
     """Look through every source in order; return the first secret found and what was tried."""
-    env = os.environ if env is None else env
+    env = environment.current().env if env is None else env
     attempts: list[Attempt] = []
     files = [str(f) for f in file_flag] if isinstance(file_flag, list | tuple) else (
         [str(file_flag)] if file_flag else [])
@@ -296,7 +294,7 @@ def find_secret(
             "OS keyring", f"no entry for profile {profile!r} in {desc}" if "." in desc else desc
         )
     )
-    cpath = credentials_path or paths.credentials_file()
+    cpath = credentials_path or paths.credentials_file(env)
     stored = _read_credentials_file(cpath).get(profile, {}).get(kind.name)
     if isinstance(stored, str) and stored.strip():
         value = check_secret_value(stored, kind, f"credentials file {cpath}")
@@ -323,7 +321,7 @@ def resolve_secret(kind: Kind, profile: str, **kwargs: Any) -> Secret:
 def require_keyring(kind: Kind, env: Mapping[str, str] | None = None) -> tuple[Any, str]:
     """The keyring a secret would be stored in; without a usable one, say so — before anyone
     is asked to paste a secret — and name every other place a secret can live."""
-    backend, desc = keyring_backend(os.environ if env is None else env)
+    backend, desc = keyring_backend(environment.current().env if env is None else env)
     if backend is None:
         raise CredentialsError(
             f"cannot store the {kind.label} here: no usable OS keyring ({desc})",
@@ -347,10 +345,10 @@ def store_secret(
     credentials_path: Path | None = None,
 ) -> str:
     """Store a secret in the keyring (or, when asked, the 0600 file); return where it went."""
-    env = os.environ if env is None else env
+    env = environment.current().env if env is None else env
     value = check_secret_value(value, kind, "input")
     if insecure_storage:
-        cpath = credentials_path or paths.credentials_file()
+        cpath = credentials_path or paths.credentials_file(env)
         data = _read_credentials_file(cpath)
         data.setdefault(profile, {})[kind.name] = value
         _write_credentials_file(cpath, data)
@@ -377,7 +375,7 @@ def delete_secret(
     credentials_path: Path | None = None,
 ) -> list[str]:
     """Delete the secret from the keyring and the credentials file; return where it was."""
-    env = os.environ if env is None else env
+    env = environment.current().env if env is None else env
     removed: list[str] = []
     backend, desc = keyring_backend(env)
     if backend is not None:
@@ -389,43 +387,9 @@ def delete_secret(
             removed.append(f"keyring ({desc})")
         except Exception:
             pass  # PasswordDeleteError: nothing stored there
-    cpath = credentials_path or paths.credentials_file()
+    cpath = credentials_path or paths.credentials_file(env)
     data = _read_credentials_file(cpath)
     if data.get(profile, {}).pop(kind.name, None) is not None:
         _write_credentials_file(cpath, data)
         removed.append(f"credentials file {cpath}")
     return removed
-
-
-def refuse_argv_secret(kind: Kind, value: str | None) -> None:
-    """A secret typed as an argument is refused (never echoed: it is already in `ps` and the
-    shell history, so the hint suggests rotating it)."""
-    if value is None:
-        return
-    raise UsageError(
-        f"the {kind.label} is never taken on the command line (it would show in `ps` and your "
-        "shell history)",
-        hint=f"use {kind.file_flag} PATH, {kind.env}, or `{kind.set_command}` (which reads a "
-        "hidden prompt or stdin); consider rotating the one you just typed",
-    )
-
-
-def read_secret_from_user(kind: Kind, *, stdin=None, prompt: bool | None = None) -> str:
-    """Read a secret: a hidden prompt on a TTY, else one line from stdin. Never from argv."""
-    stdin = stdin or sys.stdin
-    interactive = stdin.isatty() if prompt is None else prompt
-    if interactive:
-        import getpass
-
-        try:
-            value = getpass.getpass(f"Paste the {kind.label} (input hidden): ")
-        except EOFError:
-            value = ""
-    else:
-        value = stdin.read(64 * 1024)
-    if not value.strip():
-        raise UsageError(
-            f"no {kind.label} given",
-            hint=f"paste it at the prompt, or pipe it: `printf %s \"$KEY\" | {kind.set_command}`",
-        )
-    return value

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
+
+from cloudchat_cli.core import environment
 
 APP_NAME = "cloudchat"
 
 
-def config_dir() -> Path:
-    """Return the config directory: ``CLOUDCHAT_CONFIG_DIR`` or the platform's user config dir."""
-    override = os.environ.get("CLOUDCHAT_CONFIG_DIR")
+def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
+    return environment.current().env if env is None else env
+
+
+def config_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Return the config directory: ``CLOUDCHAT_CONFIG_DIR`` or the platform's user config dir
+    (``env``: the invocation's variables unless given)."""
+    override = _env(env).get("CLOUDCHAT_CONFIG_DIR")
     if override:
         return Path(override).expanduser()
     import platformdirs
@@ -19,9 +27,10 @@ def config_dir() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
 
 
-def state_dir() -> Path:
-    """Return the state directory: ``CLOUDCHAT_STATE_DIR`` or the platform's user state dir."""
-    override = os.environ.get("CLOUDCHAT_STATE_DIR")
+def state_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Return the state directory: ``CLOUDCHAT_STATE_DIR`` or the platform's user state dir
+    (``env``: the invocation's variables unless given)."""
+    override = _env(env).get("CLOUDCHAT_STATE_DIR")
     if override:
         return Path(override).expanduser()
     import platformdirs
@@ -29,12 +38,12 @@ def state_dir() -> Path:
     return Path(platformdirs.user_state_dir(APP_NAME, appauthor=False))
 
 
-def config_file() -> Path:
-    return config_dir() / "config.toml"
+def config_file(env: Mapping[str, str] | None = None) -> Path:
+    return config_dir(env) / "config.toml"
 
 
-def credentials_file() -> Path:
-    return config_dir() / "credentials.toml"
+def credentials_file(env: Mapping[str, str] | None = None) -> Path:
+    return config_dir(env) / "credentials.toml"
 
 
 def ensure_private_dir(path: Path, *, tighten: bool = False) -> Path:

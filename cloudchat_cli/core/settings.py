@@ -7,14 +7,13 @@ it came from so ``cloudchat config show`` can tell the user (stripe-cli #512 is 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cloudchat_cli.core import paths, rate, redisurl
+from cloudchat_cli.core import environment, paths, rate, redisurl
 from cloudchat_cli.core.channels import CHANNELS, canonical_channel
 from cloudchat_cli.core.errors import ConfigError
 from cloudchat_cli.core.files import read_limited
@@ -318,7 +317,7 @@ def select_profile(
     cfg: ConfigFile, flag: str | None, env: Mapping[str, str] | None = None
 ) -> tuple[str, str]:
     """Return the active profile and its source: flag > CLOUDCHAT_PROFILE > config > default."""
-    env = os.environ if env is None else env
+    env = environment.current().env if env is None else env
     if flag:
         return check_profile_name(flag), "flag (--profile)"
     if env.get("CLOUDCHAT_PROFILE"):
@@ -341,7 +340,7 @@ def resolve(
 
     ``overrides`` (value, source) beat everything; ``--sandbox`` uses them for ``base_url``.
     """
-    env = os.environ if env is None else env
+    env = environment.current().env if env is None else env
     flags = flags or {}
     overrides = overrides or {}
     table = cfg.profile(profile)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 
 from cloudchat_cli.core import paths
@@ -34,8 +35,8 @@ CREATE INDEX IF NOT EXISTS budget_slots_owner ON budget_slots (owner);
 # and an earlier version still running on the same file simply never writes to it.
 
 
-def throttle_path(api_key: str) -> Path:
-    return paths.state_dir() / "throttle" / f"{key_hash(api_key)}.sqlite3"
+def throttle_path(api_key: str, env: Mapping[str, str] | None = None) -> Path:
+    return paths.state_dir(env) / "throttle" / f"{key_hash(api_key)}.sqlite3"
 
 
 def _pid_alive(pid: int) -> bool:

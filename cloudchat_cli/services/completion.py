@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cloudchat_cli.core import environment
+
 SHELLS = ("bash", "zsh", "fish")
 
 # Typer's zsh script only registers itself with compdef, so when zsh autoloads it from fpath the
@@ -72,7 +74,7 @@ def zsh_fpath(env: Mapping[str, str]) -> list[Path]:
 def target(shell: str, env: Mapping[str, str] | None = None, home: Path | None = None,
            fpath: list[Path] | None = None) -> Installed:
     """Where ``completion install`` writes the script for ``shell``, and what to tell the user."""
-    env = os.environ if env is None else env
+    env = environment.current().env if env is None else env
     home = Path(env.get("HOME") or Path.home()) if home is None else home
     if shell == "bash":
         base = env.get("BASH_COMPLETION_USER_DIR") or _data_home(env, home) / "bash-completion"

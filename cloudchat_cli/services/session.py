@@ -2,26 +2,49 @@
 
 Commands never build these themselves; they ask the session, which builds each part once and
 only when needed (so ``--help`` and ``config path`` touch neither the keyring nor the network).
+
+It is also the way to use cloudchat from Python: everything it reads comes from its
+``Environment`` (variables, streams, clock), and a setting can be given as a flag, which wins
+over the environment and the profile::
+
+    from cloudchat_cli.core.environment import Environment
+    from cloudchat_cli.services.session import Session
+
+    env = Environment(env={"CLOUDCHAT_API_KEY": key, "CLOUDCHAT_NO_KEYRING": "1"})
+    with Session.from_environment(env, flags={"base_url": url, "max_retries": 8}) as session:
+        session.client().request("POST", "messages", json_body=body)
+
+``--sandbox`` needs an emulator: the command layer passes ``sandbox_provider`` (a callable
+returning a started server with ``base_url`` and ``stop()``); services never start one.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from cloudchat_cli.core import credentials, settings
+from cloudchat_cli.core import credentials, paths, settings
+from cloudchat_cli.core import environment as _environment
 from cloudchat_cli.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from cloudchat_cli.core.environment import Environment
     from cloudchat_cli.core.http import ApiClient, Notify
     from cloudchat_cli.core.throttle import Throttle
-    from cloudchat_cli.sandbox.server import SandboxServer
 
 SANDBOX_KEY = "sk_test_sandbox_embedded_0000000000"
+
+
+class SandboxHandle(Protocol):
+    """A started emulator: what ``--sandbox`` sends to, stopped when the session closes."""
+
+    @property
+    def base_url(self) -> str: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass
@@ -35,22 +58,63 @@ class GlobalOptions:
 
 @dataclass
 class Session:
-    options: GlobalOptions
-    env: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    options: GlobalOptions = field(default_factory=GlobalOptions)
+    environment: Environment = field(default_factory=_environment.current)
+    # Settings given as flags (``webhook listen --dedupe-store``, or a library caller): the
+    # highest level of "flag > env > profile > default". Set them before ``settings()``.
     flags: dict[str, Any] = field(default_factory=dict)
     warn: Callable[[str], None] = lambda message: None
     debug_log: Callable[[str], None] | None = None
+    sandbox_provider: Callable[[], SandboxHandle] | None = None
     _config: settings.ConfigFile | None = None
     _settings: settings.Settings | None = None
-    _sandbox: SandboxServer | None = None
+    _sandbox: SandboxHandle | None = None
     _closers: list = field(default_factory=list)
+
+    @classmethod
+    def from_environment(
+        cls,
+        environment: Environment | None = None,
+        *,
+        profile: str | None = None,
+        api_key_file: str | None = None,
+        flags: Mapping[str, Any] | None = None,
+        debug: bool | None = None,
+        warn: Callable[[str], None] | None = None,
+        debug_log: Callable[[str], None] | None = None,
+        sandbox_provider: Callable[[], SandboxHandle] | None = None,
+    ) -> Session:
+        """A session for library use: ``environment`` defaults to the current one (the
+        process's outside the CLI); ``sandbox_provider`` given means ``--sandbox``."""
+        env = _environment.current() if environment is None else environment
+        options = GlobalOptions(
+            profile=profile,
+            debug=bool(env.debug) if debug is None else debug,
+            sandbox=sandbox_provider is not None,
+            no_color=bool(env.no_color),
+            api_key_file=api_key_file,
+        )
+        return cls(options, environment=env, flags=dict(flags or {}),
+                   warn=warn or (lambda message: None), debug_log=debug_log,
+                   sandbox_provider=sandbox_provider)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def env(self) -> Mapping[str, str]:
+        """The environment variables this session reads (never the process's own directly)."""
+        return self.environment.env
 
     # --- configuration ---------------------------------------------------------------------
 
     @property
     def config(self) -> settings.ConfigFile:
         if self._config is None:
-            self._config = settings.load_config()
+            self._config = settings.load_config(paths.config_file(self.env))
             for warning in self._config.warnings:
                 self.warn(warning)
         return self._config
@@ -95,6 +159,7 @@ class Session:
             self.settings().profile,
             file_flag=self.options.api_key_file,
             env=self.env,
+            credentials_path=paths.credentials_file(self.env),
         )
         for warning in secret.warnings:
             self.warn(warning)
@@ -109,7 +174,8 @@ class Session:
         profile, _ = self.profile()
         try:
             secret = credentials.resolve_secret(
-                credentials.WEBHOOK_SECRET, profile, file_flag=secret_file, env=self.env)
+                credentials.WEBHOOK_SECRET, profile, file_flag=secret_file, env=self.env,
+                credentials_path=paths.credentials_file(self.env))
         except CredentialsError as exc:
             raise UsageError(exc.message, hint=exc.hint) from None
         for warning in secret.warnings:
@@ -123,12 +189,13 @@ class Session:
 
     # --- the embedded sandbox and the client -----------------------------------------------
 
-    def sandbox(self) -> SandboxServer:
+    def sandbox(self) -> SandboxHandle:
+        """The emulator ``--sandbox`` sends to, started on first use by ``sandbox_provider``."""
         if self._sandbox is None:
-            from cloudchat_cli.sandbox.server import SandboxConfig, SandboxServer
-
-            self._sandbox = SandboxServer(SandboxConfig(port=0, quiet=True))
-            self._sandbox.start_background()
+            if self.sandbox_provider is None:
+                raise ConfigError("--sandbox: this session has no sandbox provider",
+                                  hint="pass sandbox_provider= when building the Session")
+            self._sandbox = self.sandbox_provider()
         return self._sandbox
 
     def throttle(self, api_key: str) -> Throttle:
@@ -148,12 +215,13 @@ class Session:
             from cloudchat_cli.core.throttle_sqlite import SqliteStore, throttle_path
 
             store = SqliteStore(
-                throttle_path(api_key), window=cfg.rate_window, margin=cfg.rate_margin
+                throttle_path(api_key, self.env), window=cfg.rate_window, margin=cfg.rate_margin
             )
             self._closers.append(store.close)
+        clock = self.environment.clock
         return Throttle(
             cfg.rate_limit, cfg.rate_window, store=store, margin=cfg.rate_margin,
-            timeout=cfg.timeout,
+            timeout=cfg.timeout, clock=clock.time, sleep=clock.sleep,
         )
 
     def _redis_store(self, api_key: str):
@@ -188,6 +256,8 @@ class Session:
             throttle=throttle,
             debug=self.debug_log if self.options.debug else None,
             notify=notify,
+            clock=self.environment.clock.time,
+            sleep=self.environment.clock.sleep,
         )
         self._closers.append(client.close)
         return client

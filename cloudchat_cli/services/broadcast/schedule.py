@@ -8,14 +8,14 @@ daylight-saving change, and one whose start is after its end (22:00-06:00) cross
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cloudchat_cli.core import environment
 from cloudchat_cli.core.errors import UsageError
 
 _HHMM = r"([01]?\d|2[0-4]):([0-5]\d)"
@@ -37,8 +37,11 @@ def zone(name: str | None) -> tzinfo:
     return system_zone()
 
 
-def system_zone() -> tzinfo:
-    env = os.environ.get("TZ", "").lstrip(":")
+def system_zone(env: Mapping[str, str] | None = None) -> tzinfo:
+    """The system's zone: ``TZ`` (the invocation's unless ``env`` is given), then
+    /etc/localtime."""
+    env = environment.current().env if env is None else env
+    env = env.get("TZ", "").lstrip(":")
     candidates = [env] if env else []
     try:
         target = str(Path("/etc/localtime").resolve())

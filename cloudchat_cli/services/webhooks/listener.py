@@ -10,7 +10,6 @@ the policy gives it up — across restarts of the listener (``queue.py``, ``forw
 
 from __future__ import annotations
 
-import os
 import queue
 import shlex
 import subprocess
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from cloudchat_cli.core import credentials, paths
+from cloudchat_cli.core import credentials, environment, paths
 from cloudchat_cli.core.stop import GracefulStop
 from cloudchat_cli.services.webhooks import events
 from cloudchat_cli.services.webhooks.forwarder import Forwarder, outbox_dir
@@ -432,7 +431,8 @@ def _child_env(secrets: list[str]) -> dict[str, str]:
     hidden = {credentials.API_KEY.env, credentials.API_KEY.file_env,
               credentials.WEBHOOK_SECRET.env, credentials.WEBHOOK_SECRET.file_env,
               *_STORE_VARS}
-    return {k: v for k, v in os.environ.items() if k not in hidden and v not in secrets
+    ours = environment.current().env
+    return {k: v for k, v in ours.items() if k not in hidden and v not in secrets
             and not (k.startswith("CLOUDCHAT_") and _has_password(v))}
 
 
