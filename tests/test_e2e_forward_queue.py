@@ -181,8 +181,9 @@ def test_a_periodic_line_says_how_many_wait(tmp_path, listeners):
     lis = listeners("--forward-to", f"http://127.0.0.1:{port}/hook", *FAST,
                     "--status-every", "0.2")
     post_all(lis, ["evt_w1", "evt_w2", "evt_w3"])
-    line = lis.error_line("event(s) waiting for")
-    assert "3 event(s) waiting" in line and "oldest" in line
+    # the first line may come between two posts on a loaded machine: the count catches up
+    line = lis.error_line("3 event(s) waiting for")
+    assert "oldest" in line
 
 
 def test_stop_with_the_app_down_says_how_many_wait_and_the_next_run_sends_them(tmp_path,
