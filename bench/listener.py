@@ -7,8 +7,9 @@ one sender; 50 concurrent senders opening one connection per delivery (as CloudC
 Latency is measured per delivery from connect (or, on a kept-alive connection, from the
 first byte sent) to the last byte of the answer. Requests are built before the clock starts.
 The CPU time per delivery of the listener and of this script's senders (user + system) is
-steadier than the throughput on a shared machine; when the two together use the machine's
-CPUs, the ratio of their sums bounds the keep-alive/per-delivery throughput ratio.
+steadier than the throughput on a shared machine. The listener's Python runs on one event loop
+(one GIL), so its CPU per delivery bounds its throughput: 1 s / (CPU per delivery) at one
+fully used CPU, the "listener CPU use" column showing how close a row came.
 
 Events are saved on the disk under --dir (default /var/tmp, not a tmpfs /tmp), each run in
 its own directory, all removed only at the end. On ext4 without a journal (the machine this
@@ -415,8 +416,10 @@ def report(args, codes, results, machine, disk) -> None:
               f"{b['throughput'] / a['throughput']:.2f}× (rounds: "
               f"{', '.join(f'{x:.2f}' for x in each)}); CPU per delivery, per delivery / "
               f"keep-alive: listener {a['cpu_us'] / b['cpu_us']:.2f}×, listener + senders "
-              f"{(a['cpu_us'] + a['client_us']) / (b['cpu_us'] + b['client_us']):.2f}× (the "
-              f"ceiling of the throughput ratio while the listener's CPU use is at its limit)")
+              f"{(a['cpu_us'] + a['client_us']) / (b['cpu_us'] + b['client_us']):.2f}×; "
+              f"keep-alive ceiling with one event loop: {args.senders} senders served once "
+              f"every {args.senders} × {b['cpu_us']:.0f} µs = "
+              f"{1e6 / b['cpu_us']:.0f}/s at 1.00 CPU")
     if args.dedupe_store:
         for mode in ("per delivery", "keep-alive"):
             plain, shared = (medians[(n, mode, args.senders)] for n in ("this", "this + dedupe"))
