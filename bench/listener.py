@@ -187,18 +187,28 @@ def run(host: str, port: int, senders: int, total: int, offset: int, keep_alive:
             "client_us": (time.process_time() - own_before) / len(latencies) * 1e6}
 
 
-def measure(work: Path, deliveries: int, senders: int, one: int, *, code: Path | None = None,
-            offset: int = 0, save: bool = True, store: str | None = None) -> list[dict]:
-    """Run one listener; rows for 1 sender, ``senders`` per delivery, ``senders`` kept alive."""
-    events = Path(tempfile.mkdtemp(prefix="events-", dir=work))  # its own block group (+T)
-    proc, host, port = start(events, code, save, store)
-    try:
-        return [run(host, port, 1, one, offset + 10**6, False, proc.pid),
-                run(host, port, senders, deliveries, offset, False, proc.pid),
-                run(host, port, senders, deliveries, offset + 2 * 10**6, True, proc.pid)]
-    finally:
-        proc.terminate()
-        proc.wait()
+def measure(deliveries: int, senders: int, *, one: int = 200, work: Path | None = None,
+            code: Path | None = None, offset: int = 0, save: bool = True,
+            store: str | None = None) -> list[dict]:
+    """Run one listener; rows for 1 sender, ``senders`` per delivery, ``senders`` kept alive.
+    Its events are kept in ``work`` (the caller removes it), or else removed at once."""
+    with contextlib.ExitStack() as cleanup:
+        if work is None:
+            work = Path(cleanup.enter_context(tempfile.TemporaryDirectory(dir=default_dir())))
+        events = Path(tempfile.mkdtemp(prefix="events-", dir=work))  # its own block group (+T)
+        proc, host, port = start(events, code, save, store)
+        try:
+            return [run(host, port, 1, one, offset + 10**6, False, proc.pid),
+                    run(host, port, senders, deliveries, offset, False, proc.pid),
+                    run(host, port, senders, deliveries, offset + 2 * 10**6, True, proc.pid)]
+        finally:
+            proc.terminate()
+            proc.wait()
+
+
+def default_dir() -> Path:
+    """Where the events go: on disk (/var/tmp; /tmp may be a tmpfs)."""
+    return Path("/var/tmp") if Path("/var/tmp").is_dir() else Path(tempfile.gettempdir())
 
 
 def pressure() -> str:
@@ -333,8 +343,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per code")
     parser.add_argument("--no-save", action="store_true", help="without --save: the HTTP "
                         "path alone, no disk")
-    parser.add_argument("--dir", type=Path, default=Path("/var/tmp") if Path("/var/tmp").is_dir()
-                        else Path(tempfile.gettempdir()), help="where the events are saved")
+    parser.add_argument("--dir", type=Path, default=default_dir(),
+                        help="where the events are saved (default: %(default)s)")
     parser.add_argument("--baseline", type=Path, action="append", default=[],
                         help="a checkout of other code to compare (repeatable)")
     parser.add_argument("--baseline-rev", action="append", default=[], metavar="REV",
@@ -360,7 +370,7 @@ def main() -> None:
                 if hasattr(os, "sync"):
                     os.sync()  # the previous run's writes are not billed to this one
                 results[name].append(measure(
-                    work, args.deliveries, args.senders, args.one, code=code,
+                    args.deliveries, args.senders, one=args.one, work=work, code=code,
                     offset=r * 10**7, save=not args.no_save,
                     store=args.dedupe_store if name == "this + dedupe" else None))
         load_after, pressure_after = os.getloadavg(), pressure()
