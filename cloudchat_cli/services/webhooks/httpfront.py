@@ -4,7 +4,8 @@
 header parsing, capped the listener near 1,000 deliveries/s with a p99 acknowledgement of
 55-65 ms (bench/listener.py). Here one event loop reads requests (a stalled client costs a
 coroutine, not a thread) and verifies them; with ``--save`` the accepted events go to the
-store's ``Flusher``, which writes and fsyncs them in batches and wakes the loop once per batch.
+store's ``Flusher``, which writes them and syncs each batch once, then wakes the loop once per
+batch (docs/architecture.md, "The listener's save path").
 Nothing that can block on the disk runs on the loop.
 
 HTTP/1.1 itself is h11's (sans-I/O, used by httpx and uvicorn): chunked bodies, ``Expect:
