@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
-"""How `webhook listen --save` writes events: durable saves per second, three ways.
+"""How `webhook listen --save` writes events: durable saves per second, four ways.
 
-    python bench/saves.py            # 3,000 events of ~700 bytes in a temp dir on this disk
+    python bench/saves.py            # 3,000 events of ~700 bytes per row, under /var/tmp
 
-Each way makes every event durable (file fsynced, directory fsynced) before it counts:
+Each way makes every event durable (file and directory entry on stable storage) before it
+counts:
 
 * thread per event: 32 threads, each saving one event at a time with its own directory fsync
   (what a thread-per-delivery server does);
-* batch: one thread saving batches of N waiting events (write all, fsync each, one directory
-  fsync), as the listener's Flusher does now, without and with the writeback hint it gives the
-  kernel (POSIX_FADV_DONTNEED) before the first fsync.
+* batch, fsync each: one thread saving batches of N waiting events (write all, fsync each,
+  one directory fsync), without and with the writeback hint (POSIX_FADV_DONTNEED) given to the
+  kernel before the first fsync, as the listener's Flusher did before syncfs;
+* batch, syncfs: write all, then one syncfs(2) of the filesystem (what the Flusher does on
+  Linux 5.8+).
 
 The figures depend heavily on the disk: on the shared VM disk this was written on they varied
-by 3x from one minute to the next, so compare rows from the same run.
+by 3x from one minute to the next, so compare rows from the same run. Each row writes in a
+directory of its own under BENCH_DIR (default /var/tmp: /tmp may be a tmpfs).
 """
 
 from __future__ import annotations
@@ -52,17 +56,21 @@ def thread_per_event(directory: Path, count: int, threads: int = 32) -> float:
     return count / (time.perf_counter() - started)
 
 
-def batches(directory: Path, count: int, size: int, hint: bool) -> float:
+def batches(directory: Path, count: int, size: int, how: str) -> float:
     store = store_mod.EventStore(directory)
-    fadvise = store_mod._FADVISE if hint else None
+    fadvise = store_mod._FADVISE if how == "hint" else None
+    syncer = store_mod.SyncFs(directory) if how == "syncfs" else None
     with mock.patch.object(store_mod, "_FADVISE", fadvise):
         started = time.perf_counter()
         for first in range(0, count, size):
             batch = [store.pending(f"evt_{i}", BODY, {"signature": "ab" * 32})
                      for i in range(first, min(count, first + size))]
-            store_mod.write_batch(store.dir, batch)
+            store_mod.write_batch(store.dir, batch, syncer)
             assert all(item.error is None for item in batch)
-        return count / (time.perf_counter() - started)
+        rate = count / (time.perf_counter() - started)
+    if syncer is not None:
+        syncer.close()
+    return rate
 
 
 def main() -> None:
@@ -70,13 +78,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=3000)
     args = parser.parse_args()
     rows = []
-    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
+    ways = [("fsync each, no hint", "plain"), ("fsync each, with hint", "hint")]
+    if store_mod.SyncFs.available():
+        ways.append(("one syncfs", "syncfs"))
+    where = os.environ.get("BENCH_DIR") or ("/var/tmp" if os.path.isdir("/var/tmp") else None)
+    with tempfile.TemporaryDirectory(dir=where) as tmp:
         base = Path(tmp)
         rows.append(("thread per event, 32 threads", thread_per_event(base / "t", args.events)))
         for size in (1, 8, 25, 50):
-            for hint in (False, True):
-                label = f"batches of {size}, one thread, {'with' if hint else 'no'} hint"
-                rows.append((label, batches(base / f"b{size}{hint}", args.events, size, hint)))
+            for label, how in ways:
+                rows.append((f"batches of {size}, one thread, {label}",
+                             batches(base / f"b{size}{how}", args.events, size, how)))
     if store_mod._FADVISE is None:
         print("(posix_fadvise is not available here: the hint rows do nothing extra)\n")
     first = rows[0][1]

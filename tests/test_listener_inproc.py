@@ -82,7 +82,7 @@ def test_a_retry_while_the_first_copy_is_being_saved_is_a_503_and_a_failed_save_
     writing, release = threading.Event(), threading.Event()
     calls = []
 
-    def write_batch(directory, batch):
+    def write_batch(directory, batch, sync=None):
         calls.append(len(batch))
         if len(calls) == 1:  # the first copy: hold the save, then fail it
             writing.set()
@@ -90,7 +90,7 @@ def test_a_retry_while_the_first_copy_is_being_saved_is_a_503_and_a_failed_save_
             for item in batch:
                 item.error = OSError(28, "No space left on device")
             return False
-        return real_write(directory, batch)
+        return real_write(directory, batch, sync)
 
     monkeypatch.setattr(store, "write_batch", write_batch)
     lis = serve()

@@ -336,11 +336,11 @@ def test_flusher_survives_a_bug_in_a_batch(tmp_path, monkeypatch):
     calls = {"n": 0}
     real = store_module.write_batch
 
-    def flaky(directory, batch):
+    def flaky(directory, batch, sync=None):
         calls["n"] += 1
         if calls["n"] == 1:
             raise TypeError("a bug")
-        return real(directory, batch)
+        return real(directory, batch, sync)
 
     monkeypatch.setattr(store_module, "write_batch", flaky)
     flusher = store.flusher(done.append)

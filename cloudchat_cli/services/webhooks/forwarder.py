@@ -25,7 +25,7 @@ import httpx
 from cloudchat_cli.core.deadline import NO_KEEPALIVE
 from cloudchat_cli.services.webhooks.delivery import TIMEOUT, Attempt, deliver
 from cloudchat_cli.services.webhooks.queue import ForwardQueue, Waiting
-from cloudchat_cli.services.webhooks.store import EventStore, original_headers
+from cloudchat_cli.services.webhooks.store import EventStore, NewerFormat, original_headers
 
 STOP_GRACE = 10.0  # s: on stop, keep delivering what is due for at most this long
 
@@ -142,7 +142,12 @@ class Forwarder:
                 return  # the app is down: no point trying the rest while stopping
 
     def _attempt(self, head: Waiting) -> bool:
-        saved = self.store.load(head.key)
+        try:
+            saved = self.store.load(head.key)
+        except NewerFormat as exc:  # a newer cloudchat's file: it stays there for that one
+            self.queue.give_up(head.key, exc.message)
+            self.on_notice(f"forward {head.key}: given up: {exc.message}")
+            return True
         if saved is None:
             self.queue.give_up(head.key, "its saved file is missing or unreadable")
             self.on_notice(f"forward {head.key}: given up: its file in {self.store.dir} is "

@@ -4,7 +4,8 @@
 header parsing, capped the listener near 1,000 deliveries/s with a p99 acknowledgement of
 55-65 ms (bench/listener.py). Here one event loop reads requests (a stalled client costs a
 coroutine, not a thread) and verifies them; with ``--save`` the accepted events go to the
-store's ``Flusher``, which writes and fsyncs them in batches and wakes the loop once per batch.
+store's ``Flusher``, which writes them and syncs each batch once, then wakes the loop once per
+batch (docs/architecture.md, "The listener's save path").
 Nothing that can block on the disk runs on the loop.
 
 HTTP/1.1 itself is h11's (sans-I/O, used by httpx and uvicorn): chunked bodies, ``Expect:
@@ -24,22 +25,50 @@ import socket
 import threading
 import time
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any, Protocol
 
 import h11
 
 from cloudchat_cli.services.webhooks.outcomes import Accepted, Delivery
 from cloudchat_cli.services.webhooks.rawrequest import RequestHead, describe, head_of
-
-if TYPE_CHECKING:
-    from cloudchat_cli.services.webhooks.listener import Listener
-    from cloudchat_cli.services.webhooks.store import Flusher, PendingSave
+from cloudchat_cli.services.webhooks.store import EventStore, Flusher, PendingSave
 
 MAX_HEADER_BYTES = 64 * 1024
 CHECK_ON_LOOP = 64 * 1024  # bodies up to this size are verified on the loop (~30 us each)
 READ_SIZE = 64 * 1024
 HEALTH_PATH = "/healthz"  # GET: 200 with the forward queue's counts (no event contents)
 LINGER = 2.0  # s: how long the unread body of a refused request is drained before closing
+
+
+class FrontConfig(Protocol):
+    path: str | None
+    max_body: int
+    read_timeout: float
+
+
+class Service(Protocol):
+    """What the front end needs from the listener (``listener.Listener``), which builds it:
+    the front end does not import the listener, so neither depends on the other's module."""
+
+    config: FrontConfig
+    store: EventStore | None
+    dedupe: Any  # services.webhooks.dedupe.DedupeStore or None
+
+    def on_notice(self, message: str) -> None: ...
+    def health(self) -> dict[str, Any]: ...
+    def retry_now(self) -> None: ...
+    def check_headers(self, headers: dict[str, str], signatures: int) -> Delivery | None: ...
+    def check(self, body: bytes, headers: dict[str, str]) -> Delivery | Accepted: ...
+    async def claim_shared(self, accepted: Accepted) -> Any: ...
+    async def settle_shared(self, claim: Any, delivery: Delivery) -> None: ...
+    def act(self, accepted: Accepted) -> Delivery | None: ...
+    def to_save(self, accepted: Accepted, token: object = None) -> PendingSave: ...
+    def accept(self, accepted: Accepted, saved: Path | None = None,
+               error: OSError | None = None) -> Delivery: ...
+    def failed(self, accepted: Accepted, exc: BaseException) -> Delivery: ...
+    def shown(self, delivery: Delivery) -> Delivery: ...
+    def finish(self, key: str, delivery: Delivery | None) -> None: ...
 
 
 class _Refuse(Exception):
@@ -80,7 +109,7 @@ def _protocol_status(exc: h11.RemoteProtocolError) -> int:
 class AsyncFront:
     """Serve ``listener`` on ``sock`` until SIGINT/SIGTERM; then finish what is in flight."""
 
-    def __init__(self, listener: Listener, sock: socket.socket):
+    def __init__(self, listener: Service, sock: socket.socket):
         self.listener = listener
         self.sock = sock
         self._flusher: Flusher | None = None
@@ -371,10 +400,22 @@ def _connection() -> h11.Connection:
 
 
 def _response(status: int, payload: dict, *, close: bool) -> bytes:
+    if status == 200 and len(payload) == 1:  # the answers to nearly every delivery
+        cached = _CACHED.get((payload.get("status"), close))
+        if cached is not None:
+            return cached
+    return _render(status, payload, close)
+
+
+def _render(status: int, payload: dict, close: bool) -> bytes:
     data = json.dumps(payload).encode()
     return (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nContent-Type: application/json"
             f"\r\nContent-Length: {len(data)}\r\nServer: cloudchat-listen\r\n"
             + ("Connection: close\r\n\r\n" if close else "\r\n")).encode() + data
+
+
+_CACHED = {(answer, close): _render(200, {"status": answer}, close)
+           for answer in ("ok", "duplicate") for close in (False, True)}
 
 
 def _bare_lf_chunk_line(pending: bytes) -> bool:
