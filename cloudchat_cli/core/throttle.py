@@ -94,7 +94,11 @@ class SlotStore(Protocol):
 
     def state(self, now: float, limit: int) -> WindowState: ...
 
-    def set_pacing(self, on: bool) -> None: ...
+    def set_pacing(self, on: bool) -> None:
+        """A process fell back to even pacing. ``state().pacing`` stays true while requests
+        sent with a pace are in the window (``try_acquire`` with ``pace`` renews it) and is
+        cleared once the window is empty: pacing is a process's own setting, it ends with
+        that process, and `limits` must not say "pacing on" forever."""
 
 
 def next_try(
@@ -166,6 +170,8 @@ class MemoryStore:
 
     def _live(self, now: float, owner: str | None = None) -> list[tuple[float, bool]]:
         self._slots = {k: v for k, v in self._slots.items() if v[0] > now}
+        if not self._slots:
+            self._pacing = False  # see SlotStore.set_pacing
         return [(e, f) for e, f, o in self._slots.values() if owner is None or o == owner]
 
     def try_acquire(self, now, limit, hold_until, pace, settle, budget=None):
@@ -190,6 +196,7 @@ class MemoryStore:
             self._next_id += 1
             self._slots[slot] = (hold_until, True, budget.name if budget else "")
             self._last_sent = now
+            self._pacing = self._pacing or bool(pace)
             if budget is not None:
                 self._budget_sent[budget.name] = now
             return slot, (0.0, 0.0)
