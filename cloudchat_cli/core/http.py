@@ -318,10 +318,11 @@ class ApiClient:
 def choose_transport(env: Any = None) -> tuple[str, httpx.BaseTransport | None]:
     """The transport under the API client, and how ``--debug`` names it (None: httpx's own).
 
-    ``wire`` (the default) is http.client underneath (core/wire.py: ~15 ms less per run than
-    httpcore), unless a proxy is configured: httpx applies HTTP(S)_PROXY, ALL_PROXY and NO_PROXY
-    only with its own. ``CLOUDCHAT_TRANSPORT=httpx`` always uses httpx's own: the escape hatch
-    should ``wire`` ever misbehave somewhere (both pass the same contract tests)."""
+    ``wire`` (the default) is http.client underneath (core/wire.py: it starts faster than
+    httpcore, see bench/HISTORY.md), unless a proxy is configured: httpx applies HTTP(S)_PROXY,
+    ALL_PROXY and NO_PROXY only with its own. ``CLOUDCHAT_TRANSPORT=httpx`` always uses httpx's
+    own: the escape hatch should ``wire`` ever misbehave somewhere (both pass the same contract
+    tests)."""
     env = os.environ if env is None else env
     wanted = (env.get(TRANSPORT_VAR) or "wire").strip().lower()
     if wanted not in TRANSPORTS:

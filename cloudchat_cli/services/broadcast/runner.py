@@ -31,9 +31,7 @@ class Stopped(Exception):
 
 @dataclass
 class RunResult:
-    sent: int = 0
-    failed: int = 0
-    unknown: int = 0
+    # (no per-state counts: the journal is the record, and callers read them from it)
     stopped: bool = False
     fatal: CloudChatError | None = None
 
@@ -175,8 +173,6 @@ class Runner:
         self._count("sent", row, {"id": message_id})
 
     def _count(self, state: str, row: int, info: dict[str, Any]) -> None:
-        with self._lock:
-            setattr(self.result, state, getattr(self.result, state) + 1)
         self.on_row(row, state, info)
 
     def _fatal(self, exc: CloudChatError) -> None:
