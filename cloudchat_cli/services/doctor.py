@@ -86,7 +86,7 @@ def run_checks(session: Session, *, probe: bool = True,
         checks.append(_probe(session, cfg.base_url, key, notify))
         from cloudchat_cli.services.ratestore import check_rate_store
 
-        checks.append(check_rate_store(session))
+        checks.append(Check("rate store", *check_rate_store(session)))
     return checks
 
 
