@@ -95,10 +95,11 @@ class SlotStore(Protocol):
     def state(self, now: float, limit: int) -> WindowState: ...
 
     def set_pacing(self, on: bool) -> None:
-        """A process fell back to even pacing. ``state().pacing`` stays true while requests
-        sent with a pace are in the window (``try_acquire`` with ``pace`` renews it) and is
-        cleared once the window is empty: pacing is a process's own setting, it ends with
-        that process, and `limits` must not say "pacing on" forever."""
+        """A process fell back to even pacing. Pacing is that process's own setting and ends
+        with it, so `limits` must not say "pacing on" forever: the memory and SQLite stores
+        report it while requests sent with a pace are in the window (``try_acquire`` with
+        ``pace`` renews it) and clear it once the window is empty; the Redis store's flag
+        expires with its other metadata (``META_GRACE`` after the last slot)."""
 
 
 def next_try(
