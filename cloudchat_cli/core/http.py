@@ -324,7 +324,7 @@ def choose_transport(env: Any = None) -> tuple[str, httpx.BaseTransport | None]:
     own: the escape hatch should ``wire`` ever misbehave somewhere (both pass the same contract
     tests)."""
     env = os.environ if env is None else env
-    wanted = (env.get(TRANSPORT_VAR) or "wire").strip().lower()
+    wanted = (env.get(TRANSPORT_VAR) or "").strip().lower() or "wire"
     if wanted not in TRANSPORTS:
         raise ConfigError(f"{TRANSPORT_VAR} must be one of {', '.join(TRANSPORTS)}, got "
                           f"{one_line(wanted, 40)!r}",
