@@ -283,3 +283,17 @@ def test_pacing_is_reported_while_paced_requests_are_in_the_window_then_cleared(
     assert not other.state().pacing
     paced.release(paced.acquire())  # the pacing process sends again: reported again
     assert other.state().pacing
+
+
+def test_the_sqlite_window_keeps_a_small_write_ahead_log(tmp_path):
+    """A few KB of live state had a log growing to 4 MiB (SQLite's default checkpoint), the
+    first file to hit a full disk or a file-size limit during a broadcast."""
+    import os
+
+    from cloudchat_cli.core.throttle_sqlite import WAL_PAGES
+
+    path = tmp_path / "w.sqlite3"
+    throttle, _ = make(limit=10_000, window=1, store=SqliteStore(path, window=1, margin=0))
+    for _ in range(20 * WAL_PAGES):
+        throttle.release(throttle.acquire())
+    assert os.path.getsize(f"{path}-wal") <= 2 * WAL_PAGES * 4096

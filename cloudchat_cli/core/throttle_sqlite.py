@@ -45,6 +45,7 @@ MIGRATIONS = (
     lambda c: run_script(c, BUDGETS),
 )
 VERSION = len(MIGRATIONS)
+WAL_PAGES = 64
 
 
 def throttle_path(api_key: str) -> Path:
@@ -85,6 +86,9 @@ class SqliteStore:
                             error=_error, tighten_dir=True)
         self._tx = self._db.tx
         try:
+            # A few KB of live state: checkpoint its log every 64 pages instead of SQLite's
+            # 1000, so the -wal file stays near 256 KiB instead of growing to 4 MiB.
+            self._db.execute_alone(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
             migrate(self._db, MIGRATIONS)
         except BaseException:
             self._db.close()

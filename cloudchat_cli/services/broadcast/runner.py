@@ -128,7 +128,12 @@ class Runner:
                 self.journal.mark(row, "sending")
                 marked.append(True)
             if self.client.throttle is not None:
-                self.client.throttle.sent()  # the spacing counts from here, not the slot
+                try:
+                    self.client.throttle.sent()  # the spacing counts from here, not the slot
+                except BaseException:
+                    self.journal.mark(row, "pending")  # its request has not gone out
+                    marked.clear()
+                    raise
 
         try:
             result = send_message(self.client, payload, on_send=on_send)
