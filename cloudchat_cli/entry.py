@@ -25,16 +25,8 @@ import gc
 import os
 import sys
 
+from cloudchat_cli.gcpolicy import STARTUP_GC_THRESHOLD, steady_gc  # noqa: F401  (re-export)
 from cloudchat_cli.version import version_text
-
-STARTUP_GC_THRESHOLD = 50_000  # young-generation allocations between collections (default 700)
-_DEFAULT_GC_THRESHOLDS = gc.get_threshold()
-
-
-def steady_gc() -> None:
-    """Before a long run: default GC thresholds, and the start-up heap never scanned again."""
-    gc.freeze()
-    gc.set_threshold(*_DEFAULT_GC_THRESHOLDS)
 
 
 def exit_code(code: object) -> int:

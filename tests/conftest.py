@@ -271,3 +271,27 @@ def start(wenv: dict[str, str]):
     for item in started:
         assert item.stop() == 0
         assert "Traceback" not in "".join(item.errors.queue)
+
+
+# --- the two production transports (core/http.py: choose_transport) -----------------------------
+
+
+@pytest.fixture(params=["wire", "httpx"])
+def transport(request) -> str:
+    """Each transport the API client can run on, by its CLOUDCHAT_TRANSPORT name: the transport
+    contract tests (test_wire.py, test_faults_unit.py) take it and run once per transport."""
+    return request.param
+
+
+def contract_client(name: str, timeout: float = 5, **kw):
+    """An httpx.Client on transport ``name``, configured as ApiClient configures it."""
+    import httpx
+
+    from cloudchat_cli.core.deadline import NO_KEEPALIVE
+    from cloudchat_cli.core.http import choose_transport
+
+    _, chosen = choose_transport({"CLOUDCHAT_TRANSPORT": name})
+    assert (chosen is None) == (name == "httpx")
+    if chosen is None:  # httpx's own: no keep-alive, so the deadline watchdog sees every socket
+        return httpx.Client(timeout=timeout, trust_env=False, limits=NO_KEEPALIVE, **kw)
+    return httpx.Client(transport=chosen, timeout=timeout, **kw)

@@ -161,6 +161,36 @@ def test_runner_stops_before_sending_once_the_journal_is_gone(tmp_path):
     journal.close()
 
 
+def test_a_rate_limit_state_failure_before_the_request_leaves_the_row_pending(tmp_path):
+    """The throttle's last write (a budget's "sent now") fails after the row was marked
+    sending but before its request goes out: the row was certainly not sent."""
+    from cloudchat_cli.core.errors import CloudChatError
+    from cloudchat_cli.core.throttle import Budget, Throttle
+
+    journal = journal_with_rows(tmp_path / "j.sqlite3", n=3)
+    sent = []
+
+    def handler(request):
+        sent.append(json.loads(request.content))
+        return httpx.Response(201, json={"id": f"msg_{len(sent)}", "status": "queued"})
+
+    class FullDisk(Throttle):
+        def sent(self):
+            if len(sent) == 1:
+                raise CloudChatError("the rate-limit state failed: disk I/O error")
+            super().sent()
+
+    throttle = FullDisk(100, 60, margin=0)
+    throttle.budget = Budget("b1", 100, pace=0.001)
+    client = ApiClient("http://api.test", "sk_test_x", transport=httpx.MockTransport(handler),
+                       throttle=throttle)
+    result = Runner(journal, client, concurrency=1).run()
+    assert "disk I/O error" in result.fatal.message and len(sent) == 1
+    counts = journal.counts()
+    assert (counts["sent"], counts["pending"], counts["sending"]) == (1, 2, 0)
+    journal.close()
+
+
 # --- settled states and the report --------------------------------------------------------------
 
 

@@ -308,3 +308,17 @@ def test_no_color_env_and_flag_have_no_ansi(cli, api_env):
 
 def test_paths_respect_overrides(env):
     assert env["CLOUDCHAT_CONFIG_DIR"] != os.path.expanduser("~/.config/cloudchat")
+
+
+def test_doctor_names_the_transport_and_refuses_an_unknown_one(cli, sandbox):
+    base = {"CLOUDCHAT_BASE_URL": sandbox.base_url, "CLOUDCHAT_API_KEY": TEST_KEY}
+    for chosen, detail in [("", "wire (http.client)"),
+                           ("httpx", "httpx's own (CLOUDCHAT_TRANSPORT=httpx)")]:
+        proc = cli("config", "doctor", "--json", CLOUDCHAT_TRANSPORT=chosen, **base)
+        checks = {c["check"]: c for c in json.loads(proc.stdout)}
+        assert proc.returncode == 0 and checks["transport"]["detail"] == detail, proc.stdout
+        assert checks["base_url"]["ok"] is True
+    bad = cli("config", "doctor", CLOUDCHAT_TRANSPORT="curl", **base)
+    assert bad.returncode == 1
+    assert "FAIL transport: CLOUDCHAT_TRANSPORT must be one of" in bad.stdout
+    assert len(sandbox.records()) == 2  # the unknown transport sent nothing

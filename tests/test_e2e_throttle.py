@@ -114,3 +114,28 @@ def test_limits_human_output(env, sandbox_factory):
     run_cli("send", "6281234567890", "one", env=cenv)
     proc = run_cli("limits", env=cenv)
     assert proc.returncode == 0 and "1 of 60 slots used" in proc.stdout
+
+
+def test_limits_says_pacing_only_while_paced_requests_are_in_the_window(tmp_path, env):
+    """A run that fell back to even pacing left `limits` saying "pacing is on" forever."""
+    import sqlite3
+
+    from cloudchat_cli.core.throttle_sqlite import SCHEMA, key_hash
+
+    path = tmp_path / "state" / "throttle" / f"{key_hash(TEST_KEY)}.sqlite3"
+    path.parent.mkdir(parents=True)
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA)
+    db.execute("INSERT INTO meta (k, v) VALUES ('pacing', 1)")  # as the pacing run left it
+    db.execute("INSERT INTO slots (taken, expires, in_flight, pid) VALUES (?, ?, 0, 1)",
+               (time.time() - 3600, time.time() + 3600))  # its last paced request
+    db.commit()
+    cenv = {**env, "CLOUDCHAT_API_KEY": TEST_KEY}
+    on = run_cli("limits", env=cenv)
+    assert on.returncode == 0 and "even pacing is on" in on.stdout
+    db.execute("UPDATE slots SET expires = ?", (time.time() - 1,))  # the window has passed
+    db.commit()
+    db.close()
+    off = run_cli("limits", "--json", env=cenv)
+    assert off.returncode == 0 and json.loads(off.stdout)["pacing"] is False
+    assert json.loads(run_cli("limits", "--json", env=cenv).stdout)["pacing"] is False

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from cloudchat_cli.core.backoff import RetryPolicy
-from cloudchat_cli.core.deadline import NO_KEEPALIVE, exchange
+from cloudchat_cli.core.deadline import exchange
 from cloudchat_cli.core.errors import (
     ApiError,
     ExitCode,
@@ -15,9 +15,11 @@ from cloudchat_cli.core.errors import (
     NetworkError,
     UnexpectedResponse,
 )
+from cloudchat_cli.core.http import ApiClient
 from cloudchat_cli.core.wire import DEADLINE, StdlibTransport
 from cloudchat_cli.services.messages import send_message
 
+from .conftest import contract_client
 from .hostile import HostileServer
 from .test_http import client_for, responses
 
@@ -39,14 +41,9 @@ def hostile():
 
 
 @pytest.mark.parametrize("mode", ["slow-status", "slow-headers", "slow-body"])
-@pytest.mark.parametrize("transport", ["stdlib", "httpx"])
 def test_a_drip_ends_at_the_deadline_on_either_transport(hostile, mode, transport):
     api = hostile(mode)
-    if transport == "stdlib":
-        http = httpx.Client(transport=StdlibTransport(), timeout=30)
-    else:  # httpx's own (httpcore) transport: what carries proxied requests and webhooks
-        http = httpx.Client(timeout=30, limits=NO_KEEPALIVE, trust_env=False)
-    with http:
+    with contract_client(transport, timeout=30) as http:
         request = http.build_request("POST", api.base_url + "/messages", json={"to": "1"})
         with pytest.raises(httpx.ReadTimeout):
             exchange(http, request, 0.5, 1024 * 1024)  # per-read timeouts alone: 30 s each
@@ -72,6 +69,80 @@ def test_keep_alive_still_reuses_one_connection_under_a_deadline(hostile):
                                                      json={"to": "1"}), 5, 1024)
             assert done.status == 201
     assert api.connections == 1 and len(api.requests) == 3
+
+
+# --- the API client on each transport (CLOUDCHAT_TRANSPORT), against a real socket ------------
+
+
+@pytest.mark.parametrize(("mode", "expect"), [
+    ("ok", "sent"),
+    ("redirect", "redirect"),  # refused, never followed
+    ("500", "api-error"),
+    ("slow-body", "unknown"),  # the total deadline, then "outcome unknown"
+    ("reset-mid-body", "unknown"),
+    ("html-200", "not-a-message"),
+    ("truncated-200", "not-a-message"),
+])
+def test_the_api_client_gives_the_same_outcome_on_either_transport(hostile, monkeypatch,
+                                                                   transport, mode, expect):
+    monkeypatch.setenv("CLOUDCHAT_TRANSPORT", transport)
+    for var in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy",
+                "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    api = hostile(mode)
+    lines: list[str] = []
+    client = ApiClient(api.base_url, "sk_test_0123456789abcdef", timeout=0.5,
+                       retry=RetryPolicy(max_retries=0), debug=lines.append)
+    payload = {"channel": "whatsapp", "to": "6281234567890", "text": "x"}
+    with client:
+        try:
+            result = send_message(client, payload)
+            outcome = "sent" if result["response"]["id"] else "?"
+        except UnexpectedResponse as exc:
+            outcome = "not-a-message" if exc.outcome_unknown else "?"
+        except ApiError as exc:
+            outcome = "redirect" if exc.type == "redirect" else "api-error"
+        except NetworkError as exc:
+            outcome = "unknown" if exc.outcome_unknown else "not-sent"
+    assert outcome == expect
+    assert len(api.requests) == 1  # nothing retried, nothing followed
+    assert lines[0].startswith("transport: " + ("wire" if transport == "wire" else "httpx"))
+
+
+def test_nothing_listening_is_not_sent_on_either_transport(monkeypatch, transport):
+    import socket
+
+    monkeypatch.setenv("CLOUDCHAT_TRANSPORT", transport)
+    free = socket.create_server(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()
+    with ApiClient(f"http://127.0.0.1:{port}/v1", "sk_test_0123456789abcdef",
+                   timeout=2) as client, pytest.raises(NetworkError) as info:
+        client.request("POST", "messages", json_body={})
+    assert not info.value.outcome_unknown and "cannot connect" in info.value.message
+
+
+def test_a_body_past_the_cap_is_marked_truncated_on_either_transport(monkeypatch, transport):
+    """`cloudchat api` refuses a truncated body: a body of exactly the cap is not one."""
+    from cloudchat_cli.core.http import MAX_BODY
+
+    from .test_wire import Scripted, read_request
+
+    monkeypatch.setenv("CLOUDCHAT_TRANSPORT", transport)
+    for size, truncated in ((MAX_BODY + 1, True), (MAX_BODY, False)):
+        def answer(conn, srv, size=size):
+            read_request(conn, bytearray())
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size
+                         + b"x" * size)
+
+        srv = Scripted(answer)
+        try:
+            with ApiClient(f"http://127.0.0.1:{srv.port}/v1", "sk_test_0123456789abcdef",
+                           timeout=10) as client:
+                response = client.request("GET", "big")
+        finally:
+            srv.stop()
+        assert (response.truncated, len(response.body)) == (truncated, MAX_BODY), size
 
 
 # --- 3xx, 2xx without a message, Retry-After -------------------------------------------------

@@ -122,3 +122,14 @@ def test_wrong_toml_types_are_config_errors(tmp_path, line, message):
 def test_integer_country_code_is_accepted(tmp_path):
     assert write(tmp_path / "c.toml", "[profiles.shop]\ndefault_country_code = 62\n"
                  ).profile("shop") == {"default_country_code": "62"}
+
+
+def test_the_readme_documents_every_setting_with_its_variable():
+    """Settings are described in the README's table only (Spec carries no help text)."""
+    from cloudchat_cli.core.settings import SPECS
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[2].strip(" `")
+            for line in readme.splitlines() if line.startswith("| `")}
+    for name, spec in SPECS.items():
+        assert rows.get(name) == spec.env, name

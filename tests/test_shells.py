@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cloudchat_cli.commands import completion as completion_cmd
 from cloudchat_cli.services import completion as completion_service
 
 from .conftest import TEST_KEY, cloudchat_exe, run_cli
@@ -108,11 +109,12 @@ def test_zsh_install_uses_a_directory_already_on_fpath(tmp_path):
     home = tmp_path / "home"
     mine = home / ".zsh" / "completions"
     mine.mkdir(parents=True)
-    done = completion_service.install("zsh", env={"HOME": str(home)}, home=home,
+    zsh = completion_cmd.script("zsh")
+    done = completion_service.install("zsh", zsh, env={"HOME": str(home)}, home=home,
                                       fpath=[Path("/usr/share/zsh/functions"), mine])
     assert done.path == mine / "_cloudchat" and "is on your $fpath" in done.notes[0]
     assert done.path.read_text() == (ROOT / "completions" / "cloudchat.zsh").read_text()
-    done = completion_service.install("zsh", env={"HOME": str(home)}, home=home, fpath=[])
+    done = completion_service.install("zsh", zsh, env={"HOME": str(home)}, home=home, fpath=[])
     assert done.path == home / ".zfunc" / "_cloudchat"
     assert done.notes[-1] == "fpath=(~/.zfunc $fpath)"
 

@@ -261,3 +261,39 @@ def test_window_never_exceeded_sqlite(tmp_path, steps):
     counter = iter(range(10**9))
     simulate(lambda: SqliteStore(tmp_path / f"t{next(counter)}-{id(steps)}.sqlite3",
                                  window=WINDOW, margin=0.0), steps)
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_pacing_is_reported_while_paced_requests_are_in_the_window_then_cleared(tmp_path, kind):
+    """`limits` said "pacing on" forever: the flag outlived the process that paced."""
+    store = (MemoryStore() if kind == "memory"
+             else SqliteStore(tmp_path / "p.sqlite3", window=10, margin=0))
+    paced, clock = make(limit=10, window=10, store=store)
+    other, _ = make(limit=10, window=10, store=store, clock=clock)  # another process, not pacing
+    paced.release(paced.acquire())
+    assert not paced.state().pacing
+    paced.even_pacing()
+    paced.release(paced.acquire())  # at t=1 (one per window/limit)
+    assert paced.state().pacing and other.state().pacing
+    clock.advance(9.5)  # t=10.5: the slot sent at t=1 is still in the window
+    assert other.state().pacing
+    clock.advance(1)  # t=11.5: every slot has expired, nobody is pacing any more
+    assert not other.state().pacing
+    other.release(other.acquire())  # a request that does not pace does not bring it back
+    assert not other.state().pacing
+    paced.release(paced.acquire())  # the pacing process sends again: reported again
+    assert other.state().pacing
+
+
+def test_the_sqlite_window_keeps_a_small_write_ahead_log(tmp_path):
+    """A few KB of live state had a log growing to 4 MiB (SQLite's default checkpoint), the
+    first file to hit a full disk or a file-size limit during a broadcast."""
+    import os
+
+    from cloudchat_cli.core.throttle_sqlite import WAL_PAGES
+
+    path = tmp_path / "w.sqlite3"
+    throttle, _ = make(limit=10_000, window=1, store=SqliteStore(path, window=1, margin=0))
+    for _ in range(20 * WAL_PAGES):
+        throttle.release(throttle.acquire())
+    assert os.path.getsize(f"{path}-wal") <= 2 * WAL_PAGES * 4096

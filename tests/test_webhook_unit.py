@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from cloudchat_cli.core.errors import UsageError
-from cloudchat_cli.output.webhooks import json_line
+from cloudchat_cli.output.webhooks import json_line, summary_line, verify_line
 from cloudchat_cli.services.webhooks import events
 from cloudchat_cli.services.webhooks import store as store_module
 from cloudchat_cli.services.webhooks.rawrequest import RawRequestError, parse_raw_request
@@ -117,7 +117,7 @@ def test_crlf_body_is_verified_byte_exact():
 
 def test_non_json_body_still_verifies():
     result = verify_body(b"plain text", sign(SECRET, b"plain text"), [SECRET])
-    assert result.valid and result.event is None and "plain text" in result.summary_line
+    assert result.valid and result.event is None and "plain text" in verify_line(result)
 
 
 def test_max_age():
@@ -226,11 +226,11 @@ def test_verify_request_refuses_several_signatures(tmp_path):
 
 
 def test_summaries():
-    assert events.summary_line(events.parse_body(BODY)) == (
+    assert summary_line(events.parse_body(BODY)) == (
         "message.received whatsapp  from 6281234567890: Halo  [evt_123456]")
     status = events.build_event("message.status", sets=["data.status=read",
                                                         "data.message_id=msg_9"])
-    assert events.summary_line(status).startswith("message.status whatsapp  msg_9 → read")
+    assert summary_line(status).startswith("message.status whatsapp  msg_9 → read")
     received = events.build_event("message.received", sets=["data.text=12345",
                                                             "data.media=null"])
     assert received["data"]["text"] == "12345" and received["data"]["media"] is None
@@ -370,7 +370,7 @@ def test_an_event_parsed_near_the_recursion_limit_still_prints(tmp_path):
 
     def at_depth(n: int):  # the listener prints from further down the stack than it parsed
         return at_depth(n - 1) if n else (json_line({"event": event}),
-                                          events.summary_line(event))
+                                          summary_line(event))
 
     line, summary = at_depth(60)
     assert json.loads(line)["event"]["id"] == "x" and "[x]" in summary

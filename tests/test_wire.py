@@ -1,4 +1,11 @@
-"""The http.client transport under the API client, against real sockets on 127.0.0.1."""
+"""The transports under the API client, against real sockets on 127.0.0.1.
+
+Two transports carry production requests: ``wire`` (http.client, core/wire.py; the default) and
+httpx's own (behind a proxy, or with ``CLOUDCHAT_TRANSPORT=httpx``). The tests that take the
+``transport`` fixture are the contract both keep — exact requests, bodies, which errors mean
+"nothing was sent" and which "outcome unknown" — and run once per transport, each built the way
+``core.http.choose_transport`` builds it for the API client. The rest test wire's own pool.
+"""
 
 import shutil
 import socket
@@ -10,9 +17,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from cloudchat_cli.core.deadline import NO_KEEPALIVE
 from cloudchat_cli.core.wire import StdlibTransport
 
-from .conftest import TEST_KEY, run_cli
+from .conftest import TEST_KEY, contract_client, run_cli
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}"
 
@@ -101,13 +109,14 @@ def client(**kw) -> httpx.Client:
     return httpx.Client(transport=StdlibTransport(**kw), timeout=5)
 
 
-def test_keep_alive_reuses_one_connection_and_sends_exact_request(server):
+def test_keep_alive_reuses_one_connection_and_sends_exact_request(server, transport):
     srv = server(keep_alive)
-    with client() as http:
+    with contract_client(transport) as http:
         for i in range(3):
             r = http.post(srv.url(), json={"n": i}, headers={"Authorization": "Bearer k"})
             assert (r.status_code, r.json()) == (200, {"ok": True})
-    assert srv.connections == 1
+    # httpx's own keeps no connection alive (core/deadline.py: a reused one cannot be watched)
+    assert srv.connections == (1 if transport == "wire" else 3)
     first = srv.requests[0]
     assert first.startswith(b"POST /api/public/v1/messages?x=1 HTTP/1.1\r\n")
     assert b"\r\nHost: 127.0.0.1:" in first and b"\r\nAuthorization: Bearer k\r\n" in first
@@ -115,13 +124,13 @@ def test_keep_alive_reuses_one_connection_and_sends_exact_request(server):
     assert first.lower().count(b"\r\nhost:") == 1  # httpx's header, not a second one
 
 
-def test_connection_closed_by_the_server_while_idle_is_not_reused(server):
+def test_connection_closed_by_the_server_while_idle_is_not_reused(server, transport):
     def one_request_then_close(conn, srv):
         read_request(conn, bytearray())
         conn.sendall(OK)  # says keep-alive (HTTP/1.1), then closes anyway: an idle timeout
 
     srv = server(one_request_then_close)
-    with client() as http:
+    with contract_client(transport) as http:
         assert http.get(srv.url()).status_code == 200
         assert srv.closed.wait(5)
         # Reusing the dead socket would fail *after* sending: "outcome unknown" for a new request.
@@ -129,27 +138,27 @@ def test_connection_closed_by_the_server_while_idle_is_not_reused(server):
     assert srv.connections == 2
 
 
-def test_chunked_body_duplicate_and_latin1_headers(server):
+def test_chunked_body_duplicate_and_latin1_headers(server, transport):
     def chunked(conn, srv):
         read_request(conn, bytearray())
         conn.sendall(b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\nX-A: 2\r\n"
                      b"X-Name: Jos\xe9\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
 
     srv = server(chunked)
-    with client() as http:
+    with contract_client(transport) as http:
         r = http.get(srv.url())
     assert (r.status_code, r.content) == (201, b"abcde")
     assert r.headers.get_list("x-a") == ["1", "2"]
     assert r.headers.raw[-1] == (b"X-Name", b"Jos\xe9")
 
 
-def test_nothing_sent_errors(server):
+def test_nothing_sent_errors(server, transport):
     free = socket.create_server(("127.0.0.1", 0))
     port = free.getsockname()[1]
     free.close()  # nothing listens here now
-    with client() as http, pytest.raises(httpx.ConnectError):
+    with contract_client(transport) as http, pytest.raises(httpx.ConnectError):
         http.get(f"http://127.0.0.1:{port}/")
-    with client() as http, pytest.raises(httpx.UnsupportedProtocol):
+    with contract_client(transport) as http, pytest.raises(httpx.UnsupportedProtocol):
         http.get("ftp://127.0.0.1/")
 
 
@@ -160,7 +169,7 @@ def test_nothing_sent_errors(server):
     (None, httpx.ReadTimeout),  # headers never come
     (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123", httpx.ReadTimeout),  # body stalls
 ])
-def test_request_sent_then_failure_is_a_read_side_error(server, reply, error):
+def test_request_sent_then_failure_is_a_read_side_error(server, transport, reply, error):
     release = threading.Event()
 
     def answer(conn, srv):
@@ -173,19 +182,18 @@ def test_request_sent_then_failure_is_a_read_side_error(server, reply, error):
 
     srv = server(answer)
     try:
-        with httpx.Client(transport=StdlibTransport(), timeout=0.3) as http, pytest.raises(error):
+        with contract_client(transport, timeout=0.3) as http, pytest.raises(error):
             http.post(srv.url(), content=b"{}")
     finally:
         release.set()
 
 
-def test_a_header_that_would_split_the_request_is_refused_before_sending(server):
+def test_a_header_that_would_split_the_request_is_refused_before_sending(server, transport):
     srv = server(keep_alive)
-    transport = StdlibTransport()
     request = httpx.Request("GET", srv.url(), headers={"X-Ok": "1"})
     request.headers._list.append((b"x-evil", b"x-evil", b"a\r\nInjected: 1"))  # past httpx
-    with pytest.raises(httpx.LocalProtocolError, match="cannot send this request"):
-        transport.handle_request(request)
+    with contract_client(transport) as http, pytest.raises(httpx.LocalProtocolError):
+        http.send(request)
     assert srv.requests == []
 
 
@@ -203,10 +211,10 @@ def test_early_stop_discards_the_connection_instead_of_reusing_it(server):
     assert srv.connections == 2
 
 
-def test_threads_share_one_transport(server):
+def test_threads_share_one_transport(server, transport):
     srv = server(keep_alive)
     failures: list[BaseException] = []
-    with client(max_idle=8) as http:
+    with contract_client(transport) as http:
 
         def worker():
             try:
@@ -222,7 +230,8 @@ def test_threads_share_one_transport(server):
             t.join()
         assert not failures
         assert len(srv.requests) == 160
-        assert srv.connections <= 8  # at most one per thread, each reused
+        if transport == "wire":  # (httpx's own: one connection per request, see above)
+            assert srv.connections <= 8  # at most one per thread, each reused
 
 
 def test_idle_connections_are_capped(server):
@@ -249,21 +258,28 @@ def tls_files(tmp_path):
     return key, cert
 
 
-def test_https_verifies_the_certificate(server, tls_files):
+def test_https_verifies_the_certificate(server, tls_files, transport):
     key, cert = tls_files
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert, key)
     srv = server(keep_alive, wrap=server_ctx)
-    with client() as http, pytest.raises(httpx.ConnectError, match="certificate not trusted"):
+    with contract_client(transport) as http, pytest.raises(httpx.ConnectError) as info:
         http.get(srv.url("https"))  # the default trust store does not know this certificate
+    assert "certificate" in str(info.value).lower()
     trusted = ssl.create_default_context(cafile=str(cert))
-    with client(ssl_context=trusted) as http:
+    if transport == "wire":
+        http = client(ssl_context=trusted)
+    else:
+        http = httpx.Client(verify=trusted, timeout=5, trust_env=False, limits=NO_KEEPALIVE)
+    with http:
         assert http.get(srv.url("https")).json() == {"ok": True}
         assert http.get(srv.url("https")).json() == {"ok": True}
-    assert srv.connections == 2  # one refused handshake, one reused TLS connection
+    # one refused handshake, then one reused TLS connection (httpx's own: one per request)
+    assert srv.connections == (2 if transport == "wire" else 3)
 
 
-def test_send_honours_a_proxy_from_the_environment(server, env):
+@pytest.mark.parametrize("chosen", [None, "wire", "httpx"])
+def test_send_honours_a_proxy_from_the_environment(server, env, chosen):
     def proxy(conn, srv):
         srv.requests.append(read_request(conn, bytearray()))
         body = b'{"id":"msg_via_proxy","status":"queued","channel":"whatsapp"}'
@@ -272,7 +288,8 @@ def test_send_honours_a_proxy_from_the_environment(server, env):
 
     srv = server(proxy)
     env = {**env, "HTTP_PROXY": f"http://127.0.0.1:{srv.port}", "CLOUDCHAT_API_KEY": TEST_KEY,
-           "CLOUDCHAT_BASE_URL": "http://api.cloudchat.invalid/api/public/v1"}
+           "CLOUDCHAT_BASE_URL": "http://api.cloudchat.invalid/api/public/v1",
+           **({"CLOUDCHAT_TRANSPORT": chosen} if chosen else {})}
     proc = run_cli("send", "6281234567890", "Halo", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     assert srv.requests[0].startswith(
@@ -280,7 +297,7 @@ def test_send_honours_a_proxy_from_the_environment(server, env):
 
 
 @pytest.mark.parametrize("with_deadline", [False, True])
-def test_http10_answer_closed_by_the_server_is_read_whole(server, with_deadline):
+def test_http10_answer_closed_by_the_server_is_read_whole(server, with_deadline, transport):
     """An HTTP/1.0 server (Python's http.server, many proxies) closes after its answer, so
     http.client closes the connection's socket as soon as the head is read; the body must still
     come through — also when each read is bounded by the total deadline."""
@@ -295,6 +312,22 @@ def test_http10_answer_closed_by_the_server_is_read_whole(server, with_deadline)
 
     srv = server(http10)
     ext = {DEADLINE: time.monotonic() + 30} if with_deadline else {}
-    with client() as http:
+    with contract_client(transport) as http:
         r = http.send(http.build_request("GET", srv.url(), extensions=ext))
         assert r.status_code == 200 and r.content.count(b"msg_1") == 200
+
+
+def test_cloudchat_transport_selects_and_debug_names_it(env, sandbox):
+    """CLOUDCHAT_TRANSPORT=httpx is the escape hatch should wire misbehave somewhere."""
+    cenv = {**env, "CLOUDCHAT_BASE_URL": sandbox.base_url, "CLOUDCHAT_API_KEY": TEST_KEY}
+    for chosen, said in [(None, "transport: wire (http.client)"), ("wire", "transport: wire"),
+                         ("httpx", "transport: httpx's own (CLOUDCHAT_TRANSPORT=httpx)"),
+                         (" HTTPX ", "transport: httpx's own")]:
+        extra = {"CLOUDCHAT_TRANSPORT": chosen} if chosen else {}
+        proc = run_cli("--debug", "send", "6281234567890", "Halo", env={**cenv, **extra})
+        assert proc.returncode == 0 and said in proc.stderr, (chosen, proc.stderr)
+    bad = run_cli("send", "6281234567890", "Halo", env={**cenv, "CLOUDCHAT_TRANSPORT": "curl"})
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.startswith("Error: CLOUDCHAT_TRANSPORT must be one of wire, httpx, got "
+                                 "'curl'\n") and "Traceback" not in bad.stderr
+    assert len(sandbox.records()) == 4

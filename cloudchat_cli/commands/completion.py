@@ -48,9 +48,16 @@ def _check(shell: str) -> str:
 
 
 def script(shell: str) -> str:
-    from cloudchat_cli.services.completion import script as make
+    """The completion script for ``shell``: ours for zsh (it completes on the first TAB when
+    autoloaded from fpath), Typer's for bash and fish."""
+    from cloudchat_cli.services.completion import ZSH_SCRIPT
 
-    return make(shell)
+    if shell == "zsh":
+        return ZSH_SCRIPT
+    from typer._completion_shared import get_completion_script
+
+    return get_completion_script(prog_name="cloudchat", complete_var="_CLOUDCHAT_COMPLETE",
+                                 shell=shell)
 
 
 app = command_group(
@@ -79,7 +86,7 @@ def install(
     from cloudchat_cli.output import console
     from cloudchat_cli.services.completion import install as do_install
 
-    done = do_install(_check(shell))
+    done = do_install(_check(shell), script(shell))
     console.info(f"Wrote the {shell} completion script to {done.path}")
     for note in done.notes:
         console.info(note)

@@ -17,7 +17,7 @@ How to add a command
    ``cloudchat --help`` should list it. The module is imported only when the command runs.
 3. A (sub)command that runs until stopped (a server, a listener, a long send loop) lists its
    name in ``long_running``: the garbage collector that start-up tuned for a short command
-   (``entry.py``) is set back to normal before it runs (``entry.steady_gc``).
+   (``entry.py``) is set back to normal before it runs (``gcpolicy.steady_gc``).
 4. Give it ``--help`` examples that run against ``cloudchat sandbox``: ``tests/test_examples.py``
    runs them and ``tests/test_shells.py`` renders every help at 80 columns.
 """
@@ -83,7 +83,7 @@ def _steady_gc_first(command: Any) -> None:
 
     @functools.wraps(callback)
     def run(*args: Any, **kwargs: Any) -> Any:
-        from cloudchat_cli.entry import steady_gc
+        from cloudchat_cli.gcpolicy import steady_gc
 
         steady_gc()
         return callback(*args, **kwargs)

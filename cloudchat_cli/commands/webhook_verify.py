@@ -81,23 +81,27 @@ def verify_cmd(
 
 
 def _show_result(result, json_out: bool) -> None:
+    from cloudchat_cli.output.webhooks import verify_json, verify_line
+
     if json_out:
-        console.print_json(result.as_dict())
+        console.print_json(verify_json(result))
         return
     if result.valid:
         which = (f" (secret {result.matched + 1} of {result.secrets})"
                  if result.secrets > 1 else "")
         console.out().print(f"[green]✓ valid signature[/green]{which}")
-        console.out().print(console.escape(result.summary_line))
+        console.out().print(console.escape(verify_line(result)))
     else:
         console.err().print(f"[red]✗ {console.escape(result.reason)}[/red]")
         if result.event is not None or result.body_preview:
-            console.info(result.summary_line or result.body_preview)
+            console.info(verify_line(result) or result.body_preview)
 
 
 def _show_dir(results, json_out: bool) -> None:
     if json_out:
-        console.print_json([r.as_dict() for r in results])
+        from cloudchat_cli.output.webhooks import verify_json
+
+        console.print_json([verify_json(r) for r in results])
         return
     from rich.table import Table
 

@@ -93,7 +93,7 @@ def exchange(http: httpx.Client, request: httpx.Request, seconds: float,
             for chunk in raw.iter_bytes():
                 chunks.append(chunk)
                 size += len(chunk)
-                if size >= max_body:
+                if size > max_body:  # a body of exactly max_body is whole
                     truncated = True
                     break
                 if time.monotonic() > deadline:  # a transport that ignores both mechanisms

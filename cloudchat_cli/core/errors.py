@@ -134,13 +134,3 @@ class ApiError(CloudChatError):
         if type:
             label += f" {type}"
         super().__init__(f"{label}: {message}", hint=hint, exit_code=exit_code_for_status(status))
-
-    def as_dict(self) -> dict:
-        """Return the error as a stable JSON-able object for ``--json`` output."""
-        return {
-            "status": self.status,
-            "code": self.code,
-            "type": self.type,
-            "message": self.api_message,
-            "param": self.param,
-        }

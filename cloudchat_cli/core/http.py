@@ -16,13 +16,15 @@ from cloudchat_cli import __version__
 from cloudchat_cli.core.backoff import RETRYABLE_STATUSES, RetryPolicy, retry_delay
 from cloudchat_cli.core.deadline import NO_KEEPALIVE, exchange
 from cloudchat_cli.core.errorbody import one_line, parse_error_body
-from cloudchat_cli.core.errors import ApiError, NetworkError
+from cloudchat_cli.core.errors import ApiError, ConfigError, NetworkError
 from cloudchat_cli.core.throttle import Throttle
 from cloudchat_cli.core.wire import StdlibTransport
 
 USER_AGENT = f"cloudchat-cli/{__version__}"
 MAX_BODY = 1024 * 1024  # what we read of any response; the rest is discarded
 PROXY_VARS = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
+TRANSPORT_VAR = "CLOUDCHAT_TRANSPORT"  # wire (the default) or httpx: see choose_transport
+TRANSPORTS = ("wire", "httpx")
 SECRET_HEADERS = {"authorization", "x-cloudchat-signature", "cookie", "set-cookie"}
 
 Notify = Callable[[str, dict[str, Any]], None]
@@ -75,7 +77,10 @@ class ApiClient:
         notify: Notify | None = None,
     ):
         self.base_url = base_url.rstrip("/")
-        transport = transport or _default_transport()
+        if transport is None:
+            name, transport = choose_transport()
+            if debug:
+                debug(f"transport: {name}")
         self.retry = retry or RetryPolicy()
         self.throttle = throttle
         self.clock = clock
@@ -310,12 +315,26 @@ class ApiClient:
             self.debug(f"← {one_line(response.body.decode('utf-8', 'replace'), 2000)}")
 
 
-def _default_transport() -> httpx.BaseTransport | None:
-    """http.client underneath (~15 ms less per run than httpcore, core/wire.py), unless a proxy
-    is configured: httpx applies HTTP(S)_PROXY, ALL_PROXY and NO_PROXY only with its own."""
-    if any(os.environ.get(v) or os.environ.get(v.lower()) for v in PROXY_VARS):
-        return None
-    return StdlibTransport(max_idle=8)
+def choose_transport(env: Any = None) -> tuple[str, httpx.BaseTransport | None]:
+    """The transport under the API client, and how ``--debug`` names it (None: httpx's own).
+
+    ``wire`` (the default) is http.client underneath (core/wire.py: it starts faster than
+    httpcore, see bench/HISTORY.md), unless a proxy is configured: httpx applies HTTP(S)_PROXY,
+    ALL_PROXY and NO_PROXY only with its own. ``CLOUDCHAT_TRANSPORT=httpx`` always uses httpx's
+    own: the escape hatch should ``wire`` ever misbehave somewhere (both pass the same contract
+    tests)."""
+    env = os.environ if env is None else env
+    wanted = (env.get(TRANSPORT_VAR) or "").strip().lower() or "wire"
+    if wanted not in TRANSPORTS:
+        raise ConfigError(f"{TRANSPORT_VAR} must be one of {', '.join(TRANSPORTS)}, got "
+                          f"{one_line(wanted, 40)!r}",
+                          hint=f"unset {TRANSPORT_VAR} to use the default (wire)")
+    if wanted == "httpx":
+        return f"httpx's own ({TRANSPORT_VAR}=httpx)", None
+    proxy = next((v for v in PROXY_VARS if env.get(v) or env.get(v.lower())), None)
+    if proxy is not None:
+        return f"httpx's own ({proxy} is set: proxies go through httpx)", None
+    return "wire (http.client)", StdlibTransport(max_idle=8)
 
 
 def _utc(epoch: float) -> str:

@@ -74,12 +74,14 @@ def _number(kind: type, minimum: float, *, strict: bool = False,
 
 @dataclass(frozen=True)
 class Spec:
-    """One setting: its default, its environment variable, how to parse and check a value."""
+    """One setting: its default, its environment variable, how to parse and check a value.
+
+    What each one means is documented in the README's configuration table (not here: nothing
+    showed a help text kept here, so it could only drift from the README's)."""
 
     name: str
     default: Any
     parse: Callable[[Any], Any]
-    help: str
     show: Callable[[Any], Any] | None = None  # how people see the value (masks a password)
 
     @property
@@ -95,43 +97,19 @@ MAX_CONFIG = 1024 * 1024  # a config file is a few hundred bytes; this one is no
 SPECS: dict[str, Spec] = {
     s.name: s
     for s in (
-        Spec("base_url", DEFAULT_BASE_URL, _parse_base_url, "API base URL"),
-        Spec("default_channel", "whatsapp", _parse_channel, "channel used when none is given"),
-        Spec(
-            "default_country_code",
-            "",
-            _parse_country_code,
-            "country code for local numbers like 0812…",
-        ),
-        Spec("rate_limit", 60, _number(int, 1, maximum=1_000_000),
-             "requests allowed per window (the App's limit)"),
-        Spec("rate_window", 60.0, _number(float, 0, strict=True, maximum=DAY),
-             "rate-limit window, seconds"),
-        Spec("rate_margin", 0.25, _number(float, 0, maximum=DAY),
-             "seconds a slot is held past the window"),
-        Spec("timeout", 30.0, _number(float, 0, strict=True, maximum=DAY),
-             "seconds one HTTP request may take in total"),
-        Spec("broadcast_rate", "", rate.parse_rate_setting,
-             "a broadcast's share of rate_limit, like 40/min (empty: all of it)"),
-        Spec("max_retries", 4, _number(int, 0, maximum=1000), "retries after a 429 or 5xx"),
-        Spec("max_retry_wait", 300.0, _number(float, 0, maximum=DAY),
-             "total seconds a request may spend waiting"),
-        Spec(
-            "rate_store",
-            redisurl.LOCAL,
-            redisurl.parse_store,
-            "where the rate-limit window lives: local (this machine) or a redis:// URL "
-            "shared by every machine",
-            show=redisurl.mask_url,
-        ),
-        Spec(
-            "webhook_dedupe_store",
-            redisurl.LOCAL,
-            redisurl.parse_store,
-            "where `webhook listen` deduplicates events: local (this listener) or a redis:// "
-            "URL shared by its replicas",
-            show=redisurl.mask_url,
-        ),
+        Spec("base_url", DEFAULT_BASE_URL, _parse_base_url),
+        Spec("default_channel", "whatsapp", _parse_channel),
+        Spec("default_country_code", "", _parse_country_code),
+        Spec("rate_limit", 60, _number(int, 1, maximum=1_000_000)),
+        Spec("rate_window", 60.0, _number(float, 0, strict=True, maximum=DAY)),
+        Spec("rate_margin", 0.25, _number(float, 0, maximum=DAY)),
+        Spec("timeout", 30.0, _number(float, 0, strict=True, maximum=DAY)),
+        Spec("broadcast_rate", "", rate.parse_rate_setting),
+        Spec("max_retries", 4, _number(int, 0, maximum=1000)),
+        Spec("max_retry_wait", 300.0, _number(float, 0, maximum=DAY)),
+        Spec("rate_store", redisurl.LOCAL, redisurl.parse_store, show=redisurl.mask_url),
+        Spec("webhook_dedupe_store", redisurl.LOCAL, redisurl.parse_store,
+             show=redisurl.mask_url),
     )
 }
 STORE_SETTINGS = ("rate_store", "webhook_dedupe_store")

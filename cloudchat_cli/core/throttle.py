@@ -94,7 +94,12 @@ class SlotStore(Protocol):
 
     def state(self, now: float, limit: int) -> WindowState: ...
 
-    def set_pacing(self, on: bool) -> None: ...
+    def set_pacing(self, on: bool) -> None:
+        """A process fell back to even pacing. Pacing is that process's own setting and ends
+        with it, so `limits` must not say "pacing on" forever: the memory and SQLite stores
+        report it while requests sent with a pace are in the window (``try_acquire`` with
+        ``pace`` renews it) and clear it once the window is empty; the Redis store's flag
+        expires with its other metadata (``META_GRACE`` after the last slot)."""
 
 
 def next_try(
@@ -166,6 +171,8 @@ class MemoryStore:
 
     def _live(self, now: float, owner: str | None = None) -> list[tuple[float, bool]]:
         self._slots = {k: v for k, v in self._slots.items() if v[0] > now}
+        if not self._slots:
+            self._pacing = False  # see SlotStore.set_pacing
         return [(e, f) for e, f, o in self._slots.values() if owner is None or o == owner]
 
     def try_acquire(self, now, limit, hold_until, pace, settle, budget=None):
@@ -190,6 +197,7 @@ class MemoryStore:
             self._next_id += 1
             self._slots[slot] = (hold_until, True, budget.name if budget else "")
             self._last_sent = now
+            self._pacing = self._pacing or bool(pace)
             if budget is not None:
                 self._budget_sent[budget.name] = now
             return slot, (0.0, 0.0)

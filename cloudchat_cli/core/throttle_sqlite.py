@@ -15,9 +15,14 @@ from pathlib import Path
 
 from cloudchat_cli.core import paths
 from cloudchat_cli.core.errors import CloudChatError
+from cloudchat_cli.core.migrations import migrate, run_script
 from cloudchat_cli.core.sqlitedb import LockedDb
 from cloudchat_cli.core.throttle import MAX_PACE, WindowState, decide, key_hash
 
+BUDGETS = """
+CREATE TABLE IF NOT EXISTS budget_slots (slot_id INTEGER PRIMARY KEY, owner TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS budget_slots_owner ON budget_slots (owner);
+"""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS slots (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -27,12 +32,21 @@ CREATE TABLE IF NOT EXISTS slots (
     pid INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS budget_slots (slot_id INTEGER PRIMARY KEY, owner TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS budget_slots_owner ON budget_slots (owner);
-"""
+""" + BUDGETS
 # budget_slots names the slots a broadcast's budget took (see core/throttle.py, "Budget"). A
-# table of its own rather than a new column: files made by earlier versions need no migration,
-# and an earlier version still running on the same file simply never writes to it.
+# table of its own rather than a new column: an earlier version still running on the same file
+# simply never writes to it.
+
+# PRAGMA user_version: MIGRATIONS[i] takes a file from version i to i + 1 (core/migrations.py).
+# A file from a newer release is used as it is: releases share one file per key, and every
+# change so far leaves what older ones read and write in place.
+MIGRATIONS = (
+    # v0 → v1: files made before budgets have no budget_slots (files made after them, and
+    # before versions, have it and only get their version)
+    lambda c: run_script(c, BUDGETS),
+)
+VERSION = len(MIGRATIONS)
+WAL_PAGES = 64
 
 
 def throttle_path(api_key: str, env: Mapping[str, str] | None = None) -> Path:
@@ -72,6 +86,14 @@ class SqliteStore:
         self._db = LockedDb(path, SCHEMA, label="rate-limit state", synchronous="NORMAL",
                             error=_error, tighten_dir=True)
         self._tx = self._db.tx
+        try:
+            # A few KB of live state: checkpoint its log every 64 pages instead of SQLite's
+            # 1000, so the -wal file stays near 256 KiB instead of growing to 4 MiB.
+            self._db.execute_alone(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
+            migrate(self._db, MIGRATIONS)
+        except BaseException:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         self._db.close()
@@ -87,6 +109,10 @@ class SqliteStore:
         db.execute("DELETE FROM slots WHERE expires <= ?", (now,))
         db.execute("DELETE FROM budget_slots WHERE slot_id NOT IN (SELECT id FROM slots)")
         rows = db.execute("SELECT id, expires, in_flight, pid FROM slots").fetchall()
+        if not rows:
+            # Pacing is a process's answer to 429s; once a whole window has passed without a
+            # request from anyone, no process is pacing any more (see Throttle.even_pacing).
+            db.execute("DELETE FROM meta WHERE k = 'pacing'")
         live = []
         for slot, expires, in_flight, pid in rows:
             if in_flight and not _pid_alive(pid):
@@ -126,6 +152,8 @@ class SqliteStore:
                 (now, hold_until, os.getpid()),
             )
             self._set_meta(db, "last_sent", now)
+            if pace:  # still pacing: said by `limits` for as long as its slots are in the window
+                self._set_meta(db, "pacing", 1.0)
             if budget is not None:
                 db.execute("INSERT INTO budget_slots (slot_id, owner) VALUES (?, ?)",
                            (cur.lastrowid, budget.name))

@@ -1,11 +1,12 @@
 """HTTP/1.1 for the API client over the standard library's ``http.client``, as an httpx transport.
 
-Why: httpx's default transport imports httpcore and h11 on first use, ~15 ms of every
-``cloudchat send`` (a third of what the command does besides importing Python itself; see
-bench/run). ``http.client`` is already in memory by then — httpx imports it — and the API
-client needs nothing more than it offers: HTTP/1.1, TLS, keep-alive. httpx stays the client
-API above it: requests, headers, timeouts, content decoding, proxies from the environment
-(a proxied URL is routed by httpx to its own transport), and ``MockTransport`` in unit tests.
+Why: httpx's default transport imports httpcore and h11 on first use, a sizeable share of
+every ``cloudchat send`` (bench/HISTORY.md has the measurement). ``http.client`` is already in
+memory by then — httpx imports it — and the API client needs nothing more than it offers:
+HTTP/1.1, TLS, keep-alive. httpx stays the client API above it: requests, headers, timeouts,
+content decoding, proxies from the environment (a proxied URL is routed by httpx to its own
+transport), and ``MockTransport`` in unit tests. ``CLOUDCHAT_TRANSPORT=httpx`` replaces this
+transport with httpx's own (core/http.py, ``choose_transport``); the contract tests run on both.
 
 What this layer owns, and what the tests check against a real socket:
 

@@ -1,4 +1,5 @@
-"""How ``webhook listen`` shows deliveries: a readable line each, or JSON lines with --json."""
+"""How webhook events are shown: ``listen``'s deliveries (a readable line each, or JSON lines
+with --json), ``verify``'s results, and the one-line summary of an event both use."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ import json
 import sys
 import threading
 import time
+from typing import Any
 
 from cloudchat_cli.core.errorbody import one_line
 from cloudchat_cli.output import console
-from cloudchat_cli.services.webhooks import events
 
 
 class DeliveryPrinter:
@@ -40,7 +41,7 @@ class DeliveryPrinter:
                 return
             mark = ("[yellow]dup[/yellow]" if d.outcome == "duplicate"
                     else "[green]✓[/green]" if d.verified else "[yellow]?[/yellow]")
-            text = events.summary_line(d.event)
+            text = summary_line(d.event)
             if d.outcome == "duplicate":
                 text += "  (duplicate: retry of an event already received)"
             console.out().print(f"{stamp} {mark} {console.escape(text)}")
@@ -59,7 +60,7 @@ def json_line(record: dict) -> str:
         text = json.dumps(record, ensure_ascii=False, allow_nan=False)
     except (ValueError, RecursionError):
         event = record.get("event")
-        record = {**record, "event": events.summary(event) if isinstance(event, dict) else None,
+        record = {**record, "event": summary(event) if isinstance(event, dict) else None,
                   "event_truncated": True}  # summary() never raises: short strings only
         text = json.dumps(record, ensure_ascii=False, allow_nan=False)
     try:
@@ -67,3 +68,71 @@ def json_line(record: dict) -> str:
     except UnicodeEncodeError:
         text = json.dumps(record, allow_nan=False)
     return text
+
+
+# --- an event in one line ------------------------------------------------------------------
+
+
+def _text(value: Any, limit: int = 80) -> str:
+    if value in (None, ""):
+        return ""
+    try:
+        return one_line(str(value), limit)
+    except RecursionError:  # nested deeper than str() goes from here: parsed, not showable
+        return "(deeply nested)"
+
+
+def summary(event: dict[str, Any] | None) -> dict[str, str]:
+    """The fields a person wants in one line: event, id, channel, from/text or id/status."""
+    if event is None:
+        return {}
+    data = event.get("data") if isinstance(event.get("data"), dict) else {}
+    out = {
+        "event": _text(event.get("event"), 40),
+        "id": _text(event.get("id"), 80),
+        "channel": _text(event.get("channel"), 20),
+    }
+    if event.get("event") == "message.status":
+        out["message_id"] = _text(data.get("message_id"), 80)
+        out["status"] = _text(data.get("status"), 20)
+        if data.get("error"):
+            out["error"] = _text(data.get("error"))
+    else:
+        out["from"] = _text(data.get("from"), 40)
+        if data.get("pushName"):
+            out["name"] = _text(data.get("pushName"), 40)
+        out["text"] = _text(data.get("text"))
+    return {k: v for k, v in out.items() if v}
+
+
+def summary_line(event: dict[str, Any] | None) -> str:
+    info = summary(event)
+    if not info:
+        return "(not a JSON object)"
+    head = f"{info.get('event', '?')} {info.get('channel', '')}".strip()
+    if "status" in info or "message_id" in info:
+        tail = f"{info.get('message_id', '?')} → {info.get('status', '?')}"
+        if "error" in info:
+            tail += f" ({info['error']})"
+    else:
+        who = info.get("from", "?") + (f" ({info['name']})" if "name" in info else "")
+        tail = f"from {who}: {info.get('text', '')}"
+    return f"{head}  {tail}  [{info.get('id', 'no id')}]"
+
+
+# --- `webhook verify` ------------------------------------------------------------------------
+
+
+def verify_line(result) -> str:
+    """What a person reads of a verified body (a ``VerifyResult``): its event in one line."""
+    if result.event is None:
+        return f"(body is not JSON: {result.body_preview})" if result.body_preview else ""
+    return summary_line(result.event)
+
+
+def verify_json(result) -> dict[str, Any]:
+    """A ``VerifyResult`` as ``webhook verify --json`` prints it."""
+    return {"valid": result.valid, "reason": result.reason, "source": result.source,
+            "matched_secret": None if result.matched is None else result.matched + 1,
+            "event": summary(result.event) or None,
+            "json": result.event is not None}

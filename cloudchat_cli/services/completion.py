@@ -35,16 +35,6 @@ fi
 """
 
 
-def script(shell: str) -> str:
-    """The completion script for ``shell``."""
-    if shell == "zsh":
-        return ZSH_SCRIPT
-    from typer._completion_shared import get_completion_script
-
-    return get_completion_script(prog_name="cloudchat", complete_var="_CLOUDCHAT_COMPLETE",
-                                 shell=shell)
-
-
 @dataclass
 class Installed:
     path: Path
@@ -98,12 +88,13 @@ def target(shell: str, env: Mapping[str, str] | None = None, home: Path | None =
     ])
 
 
-def install(shell: str, env: Mapping[str, str] | None = None, home: Path | None = None,
-            fpath: list[Path] | None = None) -> Installed:
-    """Write the script for ``shell`` into the user's completion directory for it."""
+def install(shell: str, text: str, env: Mapping[str, str] | None = None,
+            home: Path | None = None, fpath: list[Path] | None = None) -> Installed:
+    """Write ``text``, the script for ``shell``, into the user's completion directory for it
+    (the script itself comes from the command layer: Typer writes bash's and fish's)."""
     where = target(shell, env, home, fpath)
     where.path.parent.mkdir(parents=True, exist_ok=True)
     tmp = where.path.with_name(where.path.name + ".tmp")
-    tmp.write_text(script(shell), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(where.path)
     return where

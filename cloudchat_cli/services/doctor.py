@@ -83,11 +83,25 @@ def run_checks(session: Session, *, probe: bool = True,
         checks.append(Check("keyring", False, f"none: {desc}"))
     checks.append(key_check)
     if probe:
+        checks.append(_transport(session))
         checks.append(_probe(session, cfg.base_url, key, notify))
         from cloudchat_cli.services.ratestore import check_rate_store
 
-        checks.append(check_rate_store(session))
+        checks.append(Check("rate store", *check_rate_store(session)))
     return checks
+
+
+def _transport(session: Session) -> Check:
+    """Which transport requests go through (``CLOUDCHAT_TRANSPORT``, a proxy)."""
+    from cloudchat_cli.core.http import choose_transport
+
+    try:
+        name, transport = choose_transport(session.env)
+    except CloudChatError as exc:
+        return Check("transport", False, exc.message)
+    if transport is not None:
+        transport.close()
+    return Check("transport", True, name)
 
 
 def _probe(session: Session, base_url: str, key: credentials.Secret | None,

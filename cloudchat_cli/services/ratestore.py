@@ -9,19 +9,15 @@ from cloudchat_cli.core import paths, redisurl
 from cloudchat_cli.core.errors import CloudChatError
 
 if TYPE_CHECKING:
-    from cloudchat_cli.services.doctor import Check
     from cloudchat_cli.services.session import Session
 
 
-def check_rate_store(session: Session) -> Check:
-    """One doctor line for ``rate_store``; never raises for what it finds."""
-    from cloudchat_cli.services.doctor import Check
-
+def check_rate_store(session: Session) -> tuple[bool, str]:
+    """(ok, detail): one doctor line for ``rate_store``; never raises for what it finds."""
     cfg = session.settings()
     url = cfg.rate_store
     if url == redisurl.LOCAL:
-        return Check("rate store", True,
-                     f"local: shared by the processes of this machine ({paths.state_dir()})")
+        return True, f"local: shared by the processes of this machine ({paths.state_dir()})"
     from cloudchat_cli.core import redisclient
 
     shown = redisurl.mask_url(url)
@@ -32,11 +28,10 @@ def check_rate_store(session: Session) -> Check:
         finally:
             client.close()
     except CloudChatError as exc:
-        return Check("rate store", False,
-                     f"{exc.message}" + (f" — {exc.hint}" if exc.hint else ""))
+        return False, f"{exc.message}" + (f" — {exc.hint}" if exc.hint else "")
     detail = (f"{shown}: {found['server']}, round trip {found['rtt'] * 1000:.1f} ms; "
               "the window is shared by every machine using it")
     if abs(found["clock_offset"]) > 1:
         detail += (f" (server clock {found['clock_offset']:+.1f} s from this machine's: "
                    "harmless, the window runs on the server's clock)")
-    return Check("rate store", True, detail)
+    return True, detail

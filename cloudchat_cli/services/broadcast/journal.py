@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cloudchat_cli.core.errors import CloudChatError
+from cloudchat_cli.core.migrations import add_column, migrate, run_script
 from cloudchat_cli.core.sqlitedb import LockedDb
 from cloudchat_cli.services.messages import MATCH_KEY_SQL
 
@@ -24,8 +25,6 @@ STATES = ("pending", "sending", "sent", "failed", "unknown", "invalid", "skipped
 # Rows a run leaves alone on purpose (besides invalid ones and duplicates): received before,
 # on the opt-out list, or in --exclude. Never sent, never "pending".
 WITHHELD = ("already_sent", "opted_out", "excluded")
-VERSION = 3  # PRAGMA user_version; 0 = before rows.digest, 1 = before delivery tracking,
-# 2 = before seen.row (the row a duplicate duplicates).
 # v2: what `broadcast track` learnt from status events (services/broadcast/tracking.py).
 # delivery: per row the furthest status (rank 1 sent, 2 delivered, 3 read, 4 failed) and when;
 # event_files: the saved-event files already read (name, size, mtime), so a re-run reads only
@@ -66,6 +65,19 @@ CREATE TABLE IF NOT EXISTS rows (
 CREATE INDEX IF NOT EXISTS rows_by_state ON rows (state, row);
 CREATE TABLE IF NOT EXISTS seen (hash BLOB PRIMARY KEY, row INTEGER) WITHOUT ROWID;
 """
+
+# PRAGMA user_version: MIGRATIONS[i] takes a journal from version i to i + 1 (core/migrations.py).
+# tests/fixtures/journal-v*-unfinished.sqlite3 are journals of earlier versions, resumed by tests.
+MIGRATIONS = (
+    # v0 → v1: rows.digest (a journal without it had digests computed from payloads)
+    lambda c: add_column(c, "rows", "digest", "BLOB"),
+    # v1 → v2: delivery tracking
+    lambda c: run_script(c, TRACKING_SCHEMA),
+    # v2 → v3: seen.row, the row a duplicate duplicates (only a new preflight fills it: a
+    # resumed plan keeps its wording)
+    lambda c: add_column(c, "seen", "row", "INTEGER"),
+)
+VERSION = len(MIGRATIONS)
 
 
 class JournalError(CloudChatError):
@@ -112,29 +124,7 @@ class Journal:
                             error=_error)
         self._tx = self._db.tx
         self._lock = None
-        self._migrate()
-
-    def _migrate(self) -> None:
-        """Bring a journal made by an older version up to ``VERSION`` (it stays resumable)."""
-        def run(db):
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version >= VERSION:
-                return
-            columns = {r[1] for r in db.execute("PRAGMA table_info(rows)")}
-            if "digest" not in columns:  # v0: digests are computed from payloads when needed
-                db.execute("ALTER TABLE rows ADD COLUMN digest BLOB")
-            if version < 2:
-                for statement in TRACKING_SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-            if "row" not in {r[1] for r in db.execute("PRAGMA table_info(seen)")}:
-                # v2: only a new preflight fills it (a resumed plan keeps its wording)
-                db.execute("ALTER TABLE seen ADD COLUMN row INTEGER")
-            db.execute(f"PRAGMA user_version = {VERSION}")
-
-        if self._tx(lambda db: db.execute("PRAGMA user_version").fetchone()[0],
-                    write=False) < VERSION:
-            self._tx(run)
+        migrate(self._db, MIGRATIONS)  # an older journal stays resumable
 
     def tx(self, fn, *, write: bool = True):
         """Run ``fn(connection)`` as one transaction (delivery tracking's own queries)."""

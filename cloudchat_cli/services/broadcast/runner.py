@@ -37,9 +37,7 @@ class _Abandoned(BaseException):  # noqa: N818 - travels through the HTTP core u
 
 @dataclass
 class RunResult:
-    sent: int = 0
-    failed: int = 0
-    unknown: int = 0
+    # (no per-state counts: the journal is the record, and callers read them from it)
     stopped: bool = False
     fatal: CloudChatError | None = None
     abandoned: int = 0  # rows left in flight by a stop *now* (their answer never recorded)
@@ -176,7 +174,12 @@ class Runner:
                 self._mark(row, "sending")
                 marked.append(True)
             if self.client.throttle is not None:
-                self.client.throttle.sent()  # the spacing counts from here, not the slot
+                try:
+                    self.client.throttle.sent()  # the spacing counts from here, not the slot
+                except BaseException:
+                    self.journal.mark(row, "pending")  # its request has not gone out
+                    marked.clear()
+                    raise
 
         try:
             result = send_message(self.client, payload, on_send=on_send)
@@ -221,8 +224,6 @@ class Runner:
         self._count("sent", row, {"id": message_id})
 
     def _count(self, state: str, row: int, info: dict[str, Any]) -> None:
-        with self._lock:
-            setattr(self.result, state, getattr(self.result, state) + 1)
         self.on_row(row, state, info)
 
     def _fatal(self, exc: CloudChatError) -> None:

@@ -3,7 +3,7 @@
 openpyxl parses with ``iterparse`` and clears each element it has read, but leaves the cleared
 element in the tree: ~100 bytes for every row of a sheet and for every entry of the
 shared-strings table (where Excel and LibreOffice put every text), so a million-row sheet held
-~100 MB of empty rows and its shared strings ~250 MB more (bench/xlsx.py); and a sheet
+hundreds of MB of empty elements (bench/HISTORY.md, bench/xlsx.py); and a sheet
 without a <dimension> element was parsed whole, that way, just to open the workbook. Here the
 same parsers run with the parent cleared as they go, the sheet is not sized, and the shared
 strings are kept in a few big strings instead of one Python object each. This reaches into

@@ -1,4 +1,5 @@
-"""Webhook events: summarise a body for people, build realistic ones for ``trigger``."""
+"""Webhook events: parse a body, build realistic ones for ``trigger`` (what people read of
+one is output/webhooks.py's ``summary_line``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import time
 import uuid
 from typing import Any
 
-from cloudchat_cli.core.errorbody import one_line
 from cloudchat_cli.core.errors import UsageError
 
 EVENTS = ("message.received", "message.status")
@@ -28,53 +28,6 @@ def _int(text: str) -> int | float:
     """A JSON integer; one longer than Python converts (4,300 digits) becomes a float rather
     than making the whole event "not JSON" (the body itself is kept byte-exact)."""
     return int(text) if len(text) <= 4000 else float(text)
-
-
-def _text(value: Any, limit: int = 80) -> str:
-    if value in (None, ""):
-        return ""
-    try:
-        return one_line(str(value), limit)
-    except RecursionError:  # nested deeper than str() goes from here: parsed, not showable
-        return "(deeply nested)"
-
-
-def summary(event: dict[str, Any] | None) -> dict[str, str]:
-    """The fields a person wants in one line: event, id, channel, from/text or id/status."""
-    if event is None:
-        return {}
-    data = event.get("data") if isinstance(event.get("data"), dict) else {}
-    out = {
-        "event": _text(event.get("event"), 40),
-        "id": _text(event.get("id"), 80),
-        "channel": _text(event.get("channel"), 20),
-    }
-    if event.get("event") == "message.status":
-        out["message_id"] = _text(data.get("message_id"), 80)
-        out["status"] = _text(data.get("status"), 20)
-        if data.get("error"):
-            out["error"] = _text(data.get("error"))
-    else:
-        out["from"] = _text(data.get("from"), 40)
-        if data.get("pushName"):
-            out["name"] = _text(data.get("pushName"), 40)
-        out["text"] = _text(data.get("text"))
-    return {k: v for k, v in out.items() if v}
-
-
-def summary_line(event: dict[str, Any] | None) -> str:
-    info = summary(event)
-    if not info:
-        return "(not a JSON object)"
-    head = f"{info.get('event', '?')} {info.get('channel', '')}".strip()
-    if "status" in info or "message_id" in info:
-        tail = f"{info.get('message_id', '?')} → {info.get('status', '?')}"
-        if "error" in info:
-            tail += f" ({info['error']})"
-    else:
-        who = info.get("from", "?") + (f" ({info['name']})" if "name" in info else "")
-        tail = f"from {who}: {info.get('text', '')}"
-    return f"{head}  {tail}  [{info.get('id', 'no id')}]"
 
 
 def new_event_id() -> str:

@@ -39,18 +39,6 @@ class VerifyResult:
         value = (self.event or {}).get("event")
         return value if isinstance(value, str) else None
 
-    @property
-    def summary_line(self) -> str:
-        if self.event is None:
-            return f"(body is not JSON: {self.body_preview})" if self.body_preview else ""
-        return events.summary_line(self.event)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"valid": self.valid, "reason": self.reason, "source": self.source,
-                "matched_secret": None if self.matched is None else self.matched + 1,
-                "event": events.summary(self.event) or None,
-                "json": self.event is not None}
-
 
 def verify_body(body: bytes, signature: str | None, secrets: list[str], *,
                 max_age: float | None = None, source: str = "body",
