@@ -51,11 +51,13 @@ app = typer.Typer(
 class Invocation:
     """What one ``run()`` hands the root callback, and what the callback tells it back."""
 
-    __slots__ = ("environment", "debug")
+    __slots__ = ("environment", "debug", "argv")
 
-    def __init__(self, environment: Environment, debug: bool) -> None:
+    def __init__(self, environment: Environment, debug: bool,
+                 argv: tuple[str, ...] = ()) -> None:
         self.environment = environment
         self.debug = debug
+        self.argv = argv  # the arguments after the program name, as run() was given them
 
 
 def _version(value: bool) -> None:
@@ -99,7 +101,7 @@ def root(
     invocation = ctx.obj
     if not isinstance(invocation, Invocation):  # the Typer app driven without run()
         environment = _environment.current()
-        invocation = Invocation(environment, bool(environment.debug))
+        invocation = Invocation(environment, bool(environment.debug), tuple(sys.argv[1:]))
     invocation.debug = invocation.debug or debug
     console.set_no_color(no_color)
     options = GlobalOptions(
@@ -110,7 +112,8 @@ def root(
         api_key_file=str(api_key_file) if api_key_file else None,
     )
     session = Session(options, environment=invocation.environment, warn=console.warn,
-                      debug_log=console.debug, sandbox_provider=embedded_sandbox)
+                      debug_log=console.debug, sandbox_provider=embedded_sandbox,
+                      argv=invocation.argv)
     ctx.obj = session
     ctx.call_on_close(session.close)
 
@@ -141,7 +144,7 @@ def run(argv: list[str], environment: Environment) -> int:
     """Run one invocation in ``environment`` and return its exit code: the ONE place errors
     become exit codes. Nothing outlives the call: the debug flag and colour belong to the
     invocation, and the consoles are those of ``environment``'s streams."""
-    invocation = Invocation(environment, bool(environment.debug))
+    invocation = Invocation(environment, bool(environment.debug), tuple(argv))
     output = console.Output(environment)
     with _environment.bound(environment), console.bound(output), _std_streams(environment):
         try:

@@ -3,7 +3,6 @@ in ``broadcast_track``. The lifecycle itself is ``services/broadcast/usecase.py`
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -73,7 +72,7 @@ def run(
         skip_invalid=skip_invalid, allow_duplicates=allow_duplicates, preview=preview,
         yes=yes, concurrency=concurrency, journal=journal, report=report,
         retry_failed=retry_failed, retry_unknown=retry_unknown, again=again, exclude=exclude,
-        rate=rate, spacing=spacing, between=between, tz=tz, at=at, argv=tuple(sys.argv[1:]))
+        rate=rate, spacing=spacing, between=between, tz=tz, at=at, argv=ctx.obj.argv)
     if dry_run:
         _dry_run(ctx.obj, request, json_out)
         return

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cloudchat_cli.commands.completion import complete_channel
+from cloudchat_cli.commands.options import json_option, quiet_option
 
 FILE = typer.Argument(..., help="The CSV or .xlsx file.", show_default=False)
 TEMPLATE = typer.Option(None, "--template", "-t", help='Message template, e.g. "Halo {name}".',
@@ -45,8 +46,8 @@ RETRY_FAILED = typer.Option(False, "--retry-failed", help="Resend rows that fail
 RETRY_UNKNOWN = typer.Option(False, "--retry-unknown", help="Resend rows whose outcome is "
                              "unknown (may duplicate).")
 LOG_EVERY = typer.Option(100, "--log-every", help="Without a TTY: log every N rows.", min=1)
-QUIET = typer.Option(False, "--quiet", "-q", help="Only a summary line on failure.")
-JSON_OUT = typer.Option(False, "--json", help="Print the final counts as JSON (with --dry-run: "
+QUIET = quiet_option("Only a summary line on failure.")
+JSON_OUT = json_option("Print the final counts as JSON (with --dry-run: "
                         "the plan).")
 AGAIN = typer.Option(False, "--again", help="Send rows an earlier run of this CSV already sent "
                      "(a recurring job); without it they are skipped.")

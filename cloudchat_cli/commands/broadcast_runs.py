@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import typer
 
+from cloudchat_cli.commands.options import json_option
 from cloudchat_cli.output import console
 
 
@@ -16,7 +16,7 @@ def status(
     journal: Path | None = typer.Argument(
         None, help="A journal file, or a broadcast's CSV/.xlsx (its runs) (default: every "
         "run, newest first).", show_default=False),
-    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    json_out: bool = json_option(),
     limit: int = typer.Option(20, "--limit", help="Show at most this many runs.", min=1),
 ) -> None:
     """List broadcast runs: start/end, profile, CSV, template, counts, state."""
@@ -119,7 +119,7 @@ def discard(
         action = ("archive it (it sent messages: they keep protecting their recipients)"
                   if held.keeps_history else "delete it (nothing was sent)")
         if not yes:
-            if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            if not (console.stdin_is_tty() and console.stderr_is_tty()):
                 raise UsageError("discarding a broadcast needs confirmation",
                                  hint="add --yes (no terminal to ask on)")
             if not typer.confirm(f"Discard this broadcast: {action}?", default=False,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from cloudchat_cli.commands.options import json_option
 from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
@@ -40,7 +41,7 @@ def track(
                               "this long after sending (90s, 30m, 1h, 2d)."),
     report: Path | None = typer.Option(None, "--report", help="Write the per-row CSV with the "
                                        "delivery columns here.", show_default=False),
-    json_out: bool = typer.Option(False, "--json", help="One JSON object: counts, times, "
+    json_out: bool = json_option("One JSON object: counts, times, "
                                   "reasons."),
 ) -> None:
     """Show what a broadcast's messages became: delivered, read, failed, no status yet."""

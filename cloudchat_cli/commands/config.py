@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from cloudchat_cli.commands import config_doctor, config_secrets
+from cloudchat_cli.commands.options import json_option
 from cloudchat_cli.output import console
 
 app = typer.Typer(
@@ -70,7 +71,7 @@ def get(ctx: typer.Context, key: str = typer.Argument(..., help="Setting name.")
 @app.command("show")
 def show(
     ctx: typer.Context,
-    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    json_out: bool = json_option(),
 ) -> None:
     """Show every setting of the active profile, its value and where it came from."""
     from cloudchat_cli.services import doctor
@@ -95,7 +96,7 @@ def show(
 @app.command("profiles")
 def profiles(
     ctx: typer.Context,
-    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    json_out: bool = json_option(),
 ) -> None:
     """List the profiles; the active one is marked with *."""
     session = ctx.obj

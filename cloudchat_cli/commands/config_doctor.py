@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from cloudchat_cli.commands.options import json_option
 from cloudchat_cli.output import console
 
 DOCTOR_EPILOG = ("[bold]Examples[/bold]\n\n"
@@ -15,7 +16,7 @@ DOCTOR_EPILOG = ("[bold]Examples[/bold]\n\n"
 
 def doctor_cmd(
     ctx: typer.Context,
-    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    json_out: bool = json_option(),
     offline: bool = typer.Option(
         False, "--offline", help="Do not contact base_url (the key is not tested)."
     ),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from cloudchat_cli.commands.completion import complete_channel
 from cloudchat_cli.commands.groups import NumericArgsCommand
+from cloudchat_cli.commands.options import json_option, quiet_option
 from cloudchat_cli.core import channels
+from cloudchat_cli.output import console
 
 EPILOG = """[bold]Examples[/bold]
 
@@ -50,8 +50,8 @@ def send(
         [], "--field", "-f", help="Extra body field key=value (repeatable), passed through.",
         show_default=False,
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print the server's JSON body as is."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing on success."),
+    json_out: bool = json_option("Print the server's JSON body as is."),
+    quiet: bool = quiet_option(),
     no_wait: bool = typer.Option(
         False, "--no-wait", help="Fail with exit 5 instead of waiting for a rate-limit slot."
     ),
@@ -65,7 +65,7 @@ def send(
 
     session = ctx.obj
     cfg = session.settings()
-    if text == "-" or (text is None and media_url is None and not sys.stdin.isatty()):
+    if text == "-" or (text is None and media_url is None and not console.stdin_is_tty()):
         text = _read_stdin()
     spec = messages.MessageSpec(
         to=to,
@@ -89,7 +89,7 @@ def send(
     finally:
         notifier.stop()
     if json_out:
-        sys.stdout.write(sent.json_body(result["raw"], result["response"]) + "\n")
+        console.stdout().write(sent.json_body(result["raw"], result["response"]) + "\n")
     elif not quiet:
         sent.summary(result.get("response") or {}, payload)
 
@@ -98,7 +98,7 @@ def _read_stdin() -> str:
     from cloudchat_cli.services.messages import MAX_TEXT, InvalidMessage
 
     limit = MAX_TEXT * 4  # 4096 characters are at most this many bytes of UTF-8
-    data = sys.stdin.buffer.read(limit + 1)
+    data = console.stdin().buffer.read(limit + 1)
     if len(data) > limit:
         raise InvalidMessage(f"text on stdin is too long (more than {limit} bytes; the API "
                              f"takes at most {MAX_TEXT} characters)", field="text")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
+
+from cloudchat_cli.output import console
 
 SECRET_FILE = typer.Option(
     [], "--secret-file", help="Read the webhook secret from this file: one secret per line "
@@ -31,9 +32,9 @@ def read_body(body_file: str | None) -> bytes:
     from cloudchat_cli.core.errors import UsageError
 
     if body_file in (None, "-"):
-        if body_file is None and sys.stdin.isatty():
+        if body_file is None and console.stdin_is_tty():
             raise UsageError("give a BODY_FILE, '-' for stdin, --request FILE or --dir DIR")
-        return sys.stdin.buffer.read()
+        return console.stdin().buffer.read()
     try:
         return Path(body_file).read_bytes()
     except IsADirectoryError:

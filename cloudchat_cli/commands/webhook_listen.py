@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from cloudchat_cli.commands import webhook_listen_setup as setup
+from cloudchat_cli.commands.options import json_option
 from cloudchat_cli.commands.webhook_common import (
     NO_SECRET_ARG,
     SECRET_FILE,
@@ -55,7 +56,7 @@ def listen_cmd(
         "these options (the secret from a credential file, never in the unit), and exit."),
     secret_file: list[Path] = SECRET_FILE,
     secret: str | None = NO_SECRET_ARG,
-    json_out: bool = typer.Option(False, "--json", help="One JSON object per event on stdout."),
+    json_out: bool = json_option("One JSON object per event on stdout."),
     dedupe_store: str | None = typer.Option(
         None, "--dedupe-store", help="Share deduplication with the other replicas through this "
         "Redis URL (setting webhook_dedupe_store; give a password through "

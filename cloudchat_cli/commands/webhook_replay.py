@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from cloudchat_cli.commands.options import json_option
 from cloudchat_cli.commands.webhook_common import failure_code
 from cloudchat_cli.output import console
 
@@ -36,7 +37,7 @@ def replay_cmd(
     ids: list[str] = typer.Option([], "--id", help="Only this event id (repeatable).",
                                   show_default=False),
     no_retry: bool = typer.Option(False, "--no-retry", help="One attempt per event."),
-    json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+    json_out: bool = json_option("Print the outcome as JSON."),
 ) -> None:
     """Re-post saved events, byte-exact and with their original signature, in arrival order."""
     from cloudchat_cli.core.errors import CloudChatError, ExitCode

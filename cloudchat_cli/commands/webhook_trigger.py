@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from cloudchat_cli.commands.completion import complete_channel
+from cloudchat_cli.commands.options import json_option
 from cloudchat_cli.commands.webhook_common import (
     NO_SECRET_ARG,
     SECRET_FILE,
@@ -31,7 +32,7 @@ def trigger_cmd(
     no_retry: bool = typer.Option(False, "--no-retry", help="Send once; no 2/4/8 s retries."),
     secret_file: list[Path] = SECRET_FILE,
     secret: str | None = NO_SECRET_ARG,
-    json_out: bool = typer.Option(False, "--json", help="Print the attempts as JSON."),
+    json_out: bool = json_option("Print the attempts as JSON."),
 ) -> None:
     """Build, sign and POST a realistic event the way CloudChat does (5 s timeout, retries)."""
     from cloudchat_cli.core.errors import CloudChatError

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from cloudchat_cli.commands.options import json_option
 from cloudchat_cli.commands.webhook_common import (
     NO_SECRET_ARG,
     SECRET_FILE,
@@ -50,7 +51,7 @@ def verify_cmd(
         show_default=False, min=0),
     secret_file: list[Path] = SECRET_FILE,
     secret: str | None = NO_SECRET_ARG,
-    json_out: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    json_out: bool = json_option(),
 ) -> None:
     """Check captured webhook bodies against X-CloudChat-Signature."""
     from cloudchat_cli.core.errors import ExitCode, UsageError

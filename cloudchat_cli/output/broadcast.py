@@ -4,7 +4,6 @@ stderr, the plan, the dry-run preview and the final summary."""
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -82,7 +81,7 @@ class HumanReporter:
             status.stop()
 
     def confirm(self, pending: int) -> bool | None:
-        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        if not (console.stdin_is_tty() and console.stderr_is_tty()):
             return None
         import typer
 

@@ -66,6 +66,8 @@ class Session:
     warn: Callable[[str], None] = lambda message: None
     debug_log: Callable[[str], None] | None = None
     sandbox_provider: Callable[[], SandboxHandle] | None = None
+    # The command line after the program name (for the resume command a broadcast prints).
+    argv: tuple[str, ...] = ()
     _config: settings.ConfigFile | None = None
     _settings: settings.Settings | None = None
     _sandbox: SandboxHandle | None = None
