@@ -200,9 +200,10 @@ class Session:
             self._sandbox = self.sandbox_provider()
         return self._sandbox
 
-    def throttle(self, api_key: str) -> Throttle:
+    def throttle(self, api_key: str, sleep: Callable[[float], None] | None = None) -> Throttle:
         """The key's throttle: shared through SQLite by every process using the key on this
         machine, or through Redis by every machine when ``rate_store`` is a Redis URL.
+        ``sleep`` replaces the clock's for its waits (a stop that must end them).
 
         The embedded sandbox lives and dies with this process, so its window is kept in memory.
         """
@@ -223,7 +224,7 @@ class Session:
         clock = self.environment.clock
         return Throttle(
             cfg.rate_limit, cfg.rate_window, store=store, margin=cfg.rate_margin,
-            timeout=cfg.timeout, clock=clock.time, sleep=clock.sleep,
+            timeout=cfg.timeout, clock=clock.time, sleep=sleep or clock.sleep,
         )
 
     def _redis_store(self, api_key: str):
@@ -243,13 +244,16 @@ class Session:
         self._closers.append(store.close)
         return store
 
-    def client(self, notify: Notify | None = None) -> ApiClient:
+    def client(self, notify: Notify | None = None,
+               sleep: Callable[[float], None] | None = None) -> ApiClient:
+        """The API client, throttled; ``sleep`` (default: the environment clock's) is what its
+        rate-limit and retry waits call, e.g. a ``GracefulStop``'s that ends them on Ctrl-C."""
         from cloudchat_cli.core.backoff import RetryPolicy
         from cloudchat_cli.core.http import ApiClient
 
         cfg = self.settings()
         key = self.api_key()
-        throttle = self.throttle(key.value)
+        throttle = self.throttle(key.value, sleep=sleep)
         client = ApiClient(
             cfg.base_url,
             key.value,
@@ -259,7 +263,7 @@ class Session:
             debug=self.debug_log if self.options.debug else None,
             notify=notify,
             clock=self.environment.clock.time,
-            sleep=self.environment.clock.sleep,
+            sleep=sleep or self.environment.clock.sleep,
         )
         self._closers.append(client.close)
         return client

@@ -5,7 +5,8 @@ once its rate-limit slot is held (so a crash while waiting leaves it ``pending``
 safely resent), and its answer is committed before the next row is taken.
 
 Stopping follows ``core/stop.py``: once a stop is requested no row is taken, the waits for a
-slot or a retry end at once (their rows stay ``pending``), and the rows in flight get their
+slot or a retry end at once (the client is built with the stop's ``sleep``, which raises
+``Stopped``: see the use case; their rows stay ``pending``), and the rows in flight get their
 answer. Once a stop *now* is requested the run returns without waiting for them: from then on
 no worker writes the journal, so those rows stay ``sending`` (reported ``unknown``).
 """
@@ -72,13 +73,6 @@ class Runner:
         self._live = 0
         self._all_done = threading.Event()
         self._queue: queue.Queue[tuple[int, dict] | None] = queue.Queue(self.concurrency * 2)
-        # Rate-limit and retry waits end as soon as the run is asked to stop.
-        client.sleep = self._sleep
-        if client.throttle is not None:
-            client.throttle.sleep = self._sleep
-
-    def _sleep(self, seconds: float) -> None:
-        self.stop.sleep(seconds)  # raises Stopped once a stop is requested
 
     def run(self) -> RunResult:
         workers = [

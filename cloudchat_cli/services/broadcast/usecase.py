@@ -310,10 +310,11 @@ def _send(session: Any, jr: Journal, pending: int, p: _Prepared, req: BroadcastR
     from cloudchat_cli.services.broadcast.runner import Runner
 
     progress = reporter.progress(pending, p.etiquette)
-    client = session.client(notify=progress.notify)
-    p.etiquette.apply(client.throttle, p.ident.key, on_pause=progress.paused)
     stop = GracefulStop(on_first=lambda name: reporter.notice("stopping", signal=name),
                         on_second=lambda name: reporter.notice("stopping_now", signal=name))
+    # rate-limit and retry waits end as soon as the run is asked to stop (Stopped)
+    client = session.client(notify=progress.notify, sleep=stop.sleep)
+    p.etiquette.apply(client.throttle, p.ident.key, on_pause=progress.paused)
     runner = Runner(jr, client, concurrency=req.concurrency, stop=stop, on_row=progress.on_row,
                     on_tick=progress.tick)
     progress.start()
