@@ -8,7 +8,6 @@ import pytest
 
 from .conftest import TEST_KEY, run_cli
 
-pytestmark = pytest.mark.e2e
 BIG = 3 * 1024 * 1024
 
 

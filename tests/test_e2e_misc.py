@@ -3,11 +3,7 @@ typed api fields from files, unknown shells."""
 
 import json
 
-import pytest
-
 from .conftest import TEST_KEY
-
-pytestmark = pytest.mark.e2e
 
 
 def test_config_unset_restores_the_default(cli):

@@ -14,7 +14,6 @@ from cloudchat_cli.services.broadcast.journal import Journal
 
 from .conftest import TEST_KEY, run_cli
 
-pytestmark = pytest.mark.e2e
 TEMPLATE = "Halo {name}, pesanan {order_id}"
 WEBHOOK_SECRET = "whsec_hardening_secret_000111"
 
@@ -216,6 +215,7 @@ def test_unusable_state_dir_fails_before_sending(env, sandbox, tmp_path):
     assert sandbox.records() == []
 
 
+@pytest.mark.e2e
 def test_disk_full_mid_broadcast_stops_cleanly(tmp_path, env, sandbox_factory):
     box = sandbox_factory("--rate-limit", "1000", "--rate-window", "1", "-q")
     path = make_csv(tmp_path, 200)

@@ -64,6 +64,7 @@ def zsh_session(tmp_path, env, zshrc: str) -> PtyShell:
     return shell
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not shutil.which("zsh"), reason="zsh not installed (.ci/run installs it)")
 def test_zsh_completes_on_the_first_tab_when_autoloaded_from_fpath(tmp_path, env):
     functions = tmp_path / "functions"
@@ -79,6 +80,7 @@ def test_zsh_completes_on_the_first_tab_when_autoloaded_from_fpath(tmp_path, env
         shell.close()
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not shutil.which("zsh"), reason="zsh not installed (.ci/run installs it)")
 def test_zsh_completes_when_the_script_is_sourced(tmp_path, env):
     shell = zsh_session(tmp_path, env, "")
@@ -117,6 +119,7 @@ def test_zsh_install_uses_a_directory_already_on_fpath(tmp_path):
     assert done.notes[-1] == "fpath=(~/.zfunc $fpath)"
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not shutil.which("zsh"), reason="zsh not installed (.ci/run installs it)")
 def test_zsh_install_reads_the_users_fpath_and_completes_there(tmp_path, env):
     home = Path(env["HOME"])

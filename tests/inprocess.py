@@ -1,0 +1,208 @@
+"""Run ``cloudchat`` inside the pytest process: the default for ``run_cli`` and ``cli``.
+
+A subprocess costs ~0.3 s of interpreter start-up and imports per call on the CI machine; an
+in-process call costs what the command itself costs. :func:`invoke` is the ONE place that knows
+how the app is entered; everything the app reads from the process (environment, streams,
+argv, cwd, signal handlers, GC settings) is given to it for the call and restored after, and
+module state the app keeps between calls is reset, so each call sees a fresh process.
+
+When the app takes its environment as an argument (``app.run(argv, environment)``), the body
+of :func:`invoke` becomes that call; its callers do not change.
+"""
+
+from __future__ import annotations
+
+import _thread
+import contextlib
+import gc
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+
+# Handlers the app (or a command) may install; each is put back after every call.
+_SIGNALS = tuple(
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGPIPE", "SIGUSR1", "SIGUSR2",
+                 "SIGALRM", "SIGCHLD", "SIGWINCH")
+    if hasattr(signal, name)
+)
+
+_COMMAND = "_cloudchat_command"  # set on the threads the command started (directly or not)
+
+
+def _in_command() -> bool:
+    """Is the running code the command's (the calling thread, or a thread it started)?"""
+    thread = threading.current_thread()
+    return thread is threading.main_thread() or getattr(thread, _COMMAND, False)
+
+
+@contextlib.contextmanager
+def _tag_command_threads() -> Iterator[None]:
+    """Threads started by the command are its own; the test's servers (an in-thread sandbox,
+    a hostile server) start theirs from their own threads, so theirs are not."""
+    start = threading.Thread.start
+
+    def tagged(self: threading.Thread) -> None:
+        if _in_command():
+            setattr(self, _COMMAND, True)
+        start(self)
+
+    threading.Thread.start = tagged
+    try:
+        yield
+    finally:
+        threading.Thread.start = start
+
+
+class _Routed:
+    """``sys.stdout``/``sys.stderr`` during a call: the command's own writes are captured;
+    the test's threads (servers printing diagnostics) still write where they did, as a
+    separate process would keep them apart."""
+
+    def __init__(self, command: io.TextIOWrapper, outside: object):
+        self._command, self._outside = command, outside
+
+    def _target(self) -> object:
+        return self._command if _in_command() else self._outside
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._target(), name)
+
+
+class _Pipe(io.BytesIO):
+    """What the command wrote; its stream wrapper may close it (or be collected) first."""
+
+    def close(self) -> None:
+        pass
+
+
+def _stdio(model: io.TextIOWrapper, buffer: io.BytesIO, env: Mapping[str, str],
+           line_buffering: bool = False) -> io.TextIOWrapper:
+    """A text stream like the interpreter would make over a pipe with this environment."""
+    encoding, errors = model.encoding, model.errors
+    override = env.get("PYTHONIOENCODING", "")
+    if override:
+        name, _, handler = override.partition(":")
+        encoding, errors = name or encoding, handler or errors
+    return io.TextIOWrapper(buffer, encoding=encoding, errors=errors, newline="\n",
+                            line_buffering=line_buffering)
+
+
+@contextlib.contextmanager
+def _environ(env: Mapping[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    tz = os.environ.get("TZ")
+    os.environ.clear()
+    os.environ.update(env)
+    if os.environ.get("TZ") != tz:
+        time.tzset()
+    try:
+        yield
+    finally:
+        changed_tz = os.environ.get("TZ") != tz
+        os.environ.clear()
+        os.environ.update(saved)
+        if changed_tz:
+            time.tzset()
+
+
+def _reset_app_state(env: Mapping[str, str]) -> None:
+    """Module state the app keeps between calls in one process (a process runs one command)."""
+    from cloudchat_cli import app
+    from cloudchat_cli.output import console
+
+    app._debug["on"] = env.get("CLOUDCHAT_DEBUG", "") not in ("", "0")
+    console._state.update(no_color=False, out=None, err=None)
+
+
+def invoke(argv: list[str], env: Mapping[str, str], stdin: bytes = b"",
+           cwd: str | os.PathLike | None = None, timeout: float = 60) -> tuple[int, bytes, bytes]:
+    """Run ``cloudchat *argv`` in this process; return (exit code, stdout bytes, stderr bytes).
+
+    Like a subprocess with pipes: no terminal, stdin at EOF after ``stdin``, output captured as
+    bytes. A command that leaves a thread running fails the test (a process would have hung or
+    lost its work at exit). After ``timeout`` seconds the command gets a Ctrl-C and
+    ``subprocess.TimeoutExpired`` is raised, as ``subprocess.run(timeout=…)`` would.
+    """
+    from cloudchat_cli import app
+    from cloudchat_cli.entry import exit_code
+
+    if threading.current_thread() is not threading.main_thread():
+        raise AssertionError("run_cli runs the command in-process on the main thread (signal "
+                             "handlers); for several at once, run_cli(..., process=True)")
+    env = dict(env)
+    # No terminal: a subprocess with pipes falls back to 80 columns whatever the test runs in.
+    env.setdefault("COLUMNS", "80")
+    env.setdefault("LINES", "24")
+    out, err = _Pipe(), _Pipe()
+    streams = (sys.stdin, sys.stdout, sys.stderr)
+    handlers = {signum: signal.getsignal(signum) for signum in _SIGNALS}
+    gc_threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
+    argv_before, cwd_before = sys.argv, os.getcwd()
+    umask = os.umask(0o022)
+    os.umask(umask)
+    expired = threading.Event()
+
+    def expire() -> None:  # as the kernel would deliver Ctrl-C; then TimeoutExpired, as run()
+        expired.set()
+        _thread.interrupt_main()
+
+    watchdog = threading.Timer(timeout, expire)
+    watchdog.start()
+    try:
+        with _environ(env), _tag_command_threads():
+            if cwd is not None:
+                os.chdir(cwd)
+            sys.stdin = _stdio(sys.__stdin__, io.BytesIO(stdin), env)
+            sys.stdout = _Routed(_stdio(sys.__stdout__, out, env), streams[1])
+            sys.stderr = _Routed(_stdio(sys.__stderr__, err, env, line_buffering=True),
+                                 streams[2])
+            sys.argv = ["cloudchat", *argv]
+            _reset_app_state(env)
+            try:
+                app.main(list(argv))
+                code = 0
+            except SystemExit as exc:
+                code = exit_code(exc.code)
+            finally:
+                for stream in (sys.stdout, sys.stderr):
+                    with contextlib.suppress(OSError, ValueError):
+                        stream.flush()
+    finally:
+        watchdog.cancel()
+        sys.stdin, sys.stdout, sys.stderr = streams
+        sys.argv = argv_before
+        os.chdir(cwd_before)
+        os.umask(umask)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        gc.set_threshold(*gc_threshold)
+        if gc.get_freeze_count() != frozen:  # steady_gc() froze the heap: a process-wide act
+            gc.unfreeze()
+        _reset_app_state(os.environ)
+    if expired.is_set():
+        raise subprocess.TimeoutExpired(["cloudchat", *argv], timeout, out.getvalue(),
+                                        err.getvalue())
+    _check_threads(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _check_threads(argv: list[str]) -> None:
+    """Every thread the command started has ended (a few seconds to finish closing)."""
+    left = [t for t in threading.enumerate() if getattr(t, _COMMAND, False)]
+    for thread in left:
+        thread.join(5)
+    alive = [t.name for t in left if t.is_alive()]
+    if alive:
+        raise AssertionError(f"`cloudchat {' '.join(argv)}` left threads running: {alive}")
