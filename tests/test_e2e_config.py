@@ -265,7 +265,8 @@ def test_doctor_against_other_servers(cli, status, headers, code, line):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
+                 daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     try:
         proc = cli("config", "doctor", CLOUDCHAT_BASE_URL=url, CLOUDCHAT_API_KEY=TEST_KEY)

@@ -397,7 +397,9 @@ def test_the_least_acl_the_readme_gives_is_enough(tmp_path, sandbox, redis_serve
 def test_something_else_on_the_port_is_a_clear_store_error(tmp_path, sandbox):
     # An HTTP server (the sandbox) where Redis should be: garbage answers, not a traceback.
     port = sandbox.base_url.split(":")[2].split("/")[0]
-    menv = machine(tmp_path, "a", sandbox, f"redis://127.0.0.1:{port}/0", 60, 60)
+    # The sandbox waits for the rest of an HTTP request: the store's timeout ends the wait.
+    menv = machine(tmp_path, "a", sandbox, f"redis://127.0.0.1:{port}/0", 60, 60,
+                   CLOUDCHAT_TIMEOUT="0.5")
     proc = run_cli("send", "6281234567890", "Halo", env=menv)
     assert proc.returncode == 7, proc.stderr
     assert f"rate-limit store redis://127.0.0.1:{port}/0" in proc.stderr
