@@ -12,7 +12,6 @@ of :func:`invoke` becomes that call; its callers do not change.
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import gc
 import io
@@ -32,6 +31,7 @@ _SIGNALS = tuple(
     if hasattr(signal, name)
 )
 
+THREAD_GRACE = 5.0  # seconds a command's threads get to finish after it returns
 _COMMAND = "_cloudchat_command"  # set on the threads the command started (directly or not)
 
 
@@ -152,11 +152,13 @@ def invoke(argv: list[str], env: Mapping[str, str], stdin: bytes = b"",
     argv_before, cwd_before = sys.argv, os.getcwd()
     umask = os.umask(0o022)
     os.umask(umask)
-    expired = threading.Event()
+    expired, finished, lock = threading.Event(), threading.Event(), threading.Lock()
 
-    def expire() -> None:  # as the kernel would deliver Ctrl-C; then TimeoutExpired, as run()
-        expired.set()
-        _thread.interrupt_main()
+    def expire() -> None:  # a real SIGINT (it interrupts a blocking read), as Ctrl-C would be
+        with lock:
+            if not finished.is_set():
+                expired.set()
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
     watchdog = threading.Timer(timeout, expire)
     watchdog.start()
@@ -180,6 +182,8 @@ def invoke(argv: list[str], env: Mapping[str, str], stdin: bytes = b"",
                     with contextlib.suppress(OSError, ValueError):
                         stream.flush()
     finally:
+        with lock:  # no SIGINT once the test's own handlers are back
+            finished.set()
         watchdog.cancel()
         sys.stdin, sys.stdout, sys.stderr = streams
         sys.argv = argv_before
@@ -202,7 +206,7 @@ def _check_threads(argv: list[str]) -> None:
     """Every thread the command started has ended (a few seconds to finish closing)."""
     left = [t for t in threading.enumerate() if getattr(t, _COMMAND, False)]
     for thread in left:
-        thread.join(5)
+        thread.join(THREAD_GRACE)
     alive = [t.name for t in left if t.is_alive()]
     if alive:
         raise AssertionError(f"`cloudchat {' '.join(argv)}` left threads running: {alive}")
