@@ -59,7 +59,6 @@ def test_second_lock_is_refused_naming_the_holder_then_free_after_release(tmp_pa
     JournalLock.acquire(journal).release()
 
 
-@pytest.mark.e2e
 def test_a_dead_runs_lock_file_is_taken_over(tmp_path):
     journal = tmp_path / "j.sqlite3"
     lock_path(journal).write_text(f"{dead_pid()}\n")  # as `kill -9` leaves it
@@ -69,7 +68,6 @@ def test_a_dead_runs_lock_file_is_taken_over(tmp_path):
     lock.release()
 
 
-@pytest.mark.e2e
 def test_a_held_lock_naming_no_live_pid_is_refused_after_looking_again(tmp_path):
     import fcntl
 

@@ -184,7 +184,6 @@ def test_piped_output_survives_the_fast_exit(env, sandbox):
     assert proc.returncode == 0 and json.loads(proc.stdout)["id"] == sandbox.records()[0]["id"]
 
 
-@pytest.mark.e2e
 def test_api_command(env, sandbox):
     cenv = {**env, "CLOUDCHAT_BASE_URL": sandbox.base_url, "CLOUDCHAT_API_KEY": TEST_KEY}
     proc = run_cli("api", "POST", "messages", "-f", "channel=telegram", "-f", "to=@alice_bot",

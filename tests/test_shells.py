@@ -225,7 +225,6 @@ def test_help_at_80_columns_keeps_examples_and_option_texts_whole(env, words):
 
 # --- negative numeric recipients ------------------------------------------------------------
 
-@pytest.mark.e2e
 def test_telegram_group_id_is_an_argument_not_an_option(env, sandbox):
     aenv = {**env, "CLOUDCHAT_BASE_URL": sandbox.base_url, "CLOUDCHAT_API_KEY": TEST_KEY}
     for argv in (["send", "-1001234567890", "Hi", "-c", "tg"],
