@@ -87,10 +87,12 @@ class _Pipe(io.BytesIO):
         pass
 
 
-def _stdio(model: io.TextIOWrapper, buffer: io.BytesIO, env: Mapping[str, str],
+def _stdio(model: io.TextIOWrapper | None, buffer: io.BytesIO, env: Mapping[str, str],
            line_buffering: bool = False) -> io.TextIOWrapper:
     """A text stream like the interpreter would make over a pipe with this environment."""
-    encoding, errors = model.encoding, model.errors
+    # (no stdin at all when pytest itself was started without one: the interpreter's default)
+    encoding = getattr(model, "encoding", None) or "utf-8"
+    errors = getattr(model, "errors", None) or "strict"
     override = env.get("PYTHONIOENCODING", "")
     if override:
         name, _, handler = override.partition(":")
