@@ -11,12 +11,13 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from .inprocess import invoke
 from .redis_server import redis_cluster, redis_factory, redis_server  # noqa: F401  (fixtures)
 
 # CI runs each property test with a fixed seed (a red CI must be reproducible); locally each
@@ -26,6 +27,56 @@ if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
 
 TEST_KEY = "sk_test_e2e_0123456789abcdefWXYZ"
+
+# --- the two lanes -----------------------------------------------------------------------------
+# `pytest -m "not e2e"` is the fast lane: everything in this one process. A test that starts
+# any process (the installed cloudchat, a sandbox process, a shell, curl, redis-server, D-Bus)
+# is an e2e test and must say so; an unmarked one that does fails with a pointer here.
+
+_running: dict[str, pytest.Item | None] = {"item": None}
+_spawned: pytest.StashKey[list[str]] = pytest.StashKey()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    _running["item"] = item
+    yield
+    _running["item"] = None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    result = yield
+    if item.stash.get(_spawned, None):
+        pytest.fail(f"started a process without @pytest.mark.e2e: {item.stash[_spawned]}")
+    return result
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    execute_child = subprocess.Popen._execute_child
+
+    def guarded(self, args, *rest, **kw):
+        item = _running["item"]
+        if item is not None and item.get_closest_marker("e2e") is None:
+            what = str(args if isinstance(args, str) else args[0])
+            item.stash.setdefault(_spawned, []).append(what)
+            raise AssertionError(
+                f"{item.nodeid} starts a process ({what}): mark it @pytest.mark.e2e, or run "
+                "it in-process (run_cli, sandbox); the fast lane runs in one process")
+        return execute_child(self, args, *rest, **kw)
+
+    subprocess.Popen._execute_child = guarded
+    for name in ("fork", "forkpty"):  # pty.fork(), then exec: a process all the same
+        original = getattr(os, name)
+
+        def guarded_fork(*args, _original=original, _name=name):
+            item = _running["item"]
+            if item is not None and item.get_closest_marker("e2e") is None:
+                item.stash.setdefault(_spawned, []).append(f"os.{_name}()")
+            return _original(*args)
+
+        setattr(os, name, guarded_fork)
+
 
 
 def cloudchat_exe() -> str:
@@ -76,9 +127,17 @@ def run_cli(
     env: dict[str, str],
     input: str | bytes | None = None,
     timeout: float = 60,
+    cwd: str | Path | None = None,
+    process: bool = False,
 ) -> subprocess.CompletedProcess:
-    """Run the installed ``cloudchat`` as a subprocess; text output."""
+    """Run ``cloudchat *args``; text output. In this process (tests/inprocess.py) unless
+    ``process=True``: then the installed ``cloudchat`` runs as a subprocess (an e2e test)."""
     data = input.encode() if isinstance(input, str) else input
+    if not process:
+        code, out, err = invoke(list(args), env, data or b"", cwd=cwd, timeout=timeout)
+        return subprocess.CompletedProcess(["cloudchat", *args], code,
+                                           out.decode("utf-8", "replace"),
+                                           err.decode("utf-8", "replace"))
     proc = subprocess.run(
         [cloudchat_exe(), *args],
         env=env,
@@ -86,6 +145,7 @@ def run_cli(
         stdin=None if data is not None else subprocess.DEVNULL,
         capture_output=True,
         timeout=timeout,
+        cwd=cwd,
     )
     proc.stdout = proc.stdout.decode("utf-8", "replace")
     proc.stderr = proc.stderr.decode("utf-8", "replace")
@@ -94,18 +154,27 @@ def run_cli(
 
 @pytest.fixture
 def cli(env: dict[str, str]):
-    def run(*args: str, input: str | bytes | None = None, timeout: float = 60, **extra: str):
-        return run_cli(*args, env={**env, **extra}, input=input, timeout=timeout)
+    """``cli(*args, input=…, process=False, **env_vars)``: run_cli with the isolated env."""
+
+    def run(*args: str, input: str | bytes | None = None, timeout: float = 60,
+            cwd: str | Path | None = None, process: bool = False, **extra: str):
+        return run_cli(*args, env={**env, **extra}, input=input, timeout=timeout, cwd=cwd,
+                       process=process)
 
     return run
 
 
+# --- the sandbox: on a thread of this process, or as a `cloudchat sandbox` process ------------
+
+
 @dataclass
 class Sandbox:
-    proc: subprocess.Popen
     base_url: str
     record_path: Path
     lines: queue.Queue
+    proc: subprocess.Popen | None = None  # only for a sandbox process
+    errors: queue.Queue = field(default_factory=queue.Queue)  # in-thread: its stderr lines
+    server: object = None  # only for an in-thread sandbox (a SandboxServer)
 
     def readline(self, timeout: float = 30) -> str:
         """The next line the sandbox printed (one per accepted message, or a 429)."""
@@ -120,7 +189,29 @@ class Sandbox:
     def statuses(self) -> list[int | None]:
         return [r["status"] for r in self.records()]
 
+    def running(self) -> bool:
+        if self.proc is not None:
+            return self.proc.poll() is None
+        return self.server is not None
+
+    def stderr(self) -> str:
+        """What the sandbox told people (webhook attempts, its own errors); a process's whole
+        stderr once it has stopped."""
+        if self.proc is not None:
+            return self.proc.stderr.read()
+        return "".join(self.errors.queue)
+
     def stop(self) -> int:
+        if self.server is not None:
+            server, self.server = self.server, None
+            try:
+                server.stop()
+            except OSError as exc:  # a process would print it and exit 1, as `cloudchat` does
+                self.errors.put(f"Error: internal error: {type(exc).__name__}: {exc}\n")
+                return 1
+            return 0
+        if self.proc is None:
+            return 0
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -131,8 +222,60 @@ class Sandbox:
         return self.proc.returncode
 
 
+class _Lines:
+    """A text stream that hands each complete line to a queue (the sandbox's stdout)."""
+
+    def __init__(self, lines: queue.Queue):
+        self.lines, self.partial = lines, ""
+
+    def write(self, text: str) -> int:
+        *done, self.partial = (self.partial + text).split("\n")
+        for line in done:
+            self.lines.put(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def start_sandbox_thread(tmp: Path, env: dict[str, str], *args: str,
+                         name: str = "sandbox") -> Sandbox:
+    """The sandbox on a thread of this process, configured by the same options as
+    ``cloudchat sandbox`` (parsed by that command's own parser)."""
+    import typer
+
+    from cloudchat_cli.commands.sandbox import app as sandbox_app
+    from cloudchat_cli.sandbox.server import SandboxConfig, SandboxServer
+
+    record = tmp / f"{name}-record.jsonl"
+    group = typer.main.get_command(sandbox_app)
+    serve = group.get_command(None, "serve")
+    params = serve.make_context("sandbox", ["--port", "0", "--record", str(record), *args]).params
+    secret = None
+    if params["webhook_url"]:
+        path = params["webhook_secret_file"]
+        secret = (path.read_text(encoding="utf-8").strip() if path
+                  else env["CLOUDCHAT_WEBHOOK_SECRET"]).split(",")[0]
+    config = SandboxConfig(
+        host=params["host"], port=params["port"], keys=list(params["key"]),
+        rate_limit=params["rate_limit"], rate_window=params["rate_window"],
+        latency=params["latency"], fail_rate=params["fail_rate"],
+        drop_rate=params["drop_rate"], seed=params["seed"], record=params["record"],
+        quiet=params["quiet"], webhook_url=params["webhook_url"], webhook_secret=secret,
+        status_delay=params["status_delay"])
+    lines: queue.Queue = queue.Queue()
+    server = SandboxServer(config, out=_Lines(lines))
+    # Its diagnostics go where a process's stderr would: not into a command's captured stderr.
+    errors: queue.Queue = queue.Queue()
+    server.state.log = lambda line: errors.put(line + "\n")
+    if server.state.webhooks is not None:
+        server.state.webhooks.log = server.state.log
+    server.start_background()
+    return Sandbox(server.base_url, record, lines, errors=errors, server=server)
+
+
 def start_sandbox(tmp: Path, env: dict[str, str], *args: str, name: str = "sandbox") -> Sandbox:
-    """Start ``cloudchat sandbox`` on a free port; ready once it prints its URL (no sleeps)."""
+    """Start ``cloudchat sandbox`` as a process on a free port; ready once it prints its URL."""
     record = tmp / f"{name}-record.jsonl"
     proc = subprocess.Popen(
         [cloudchat_exe(), "sandbox", "--port", "0", "--record", str(record), *args],
@@ -154,15 +297,18 @@ def start_sandbox(tmp: Path, env: dict[str, str], *args: str, name: str = "sandb
             lines.put(out_line)
 
     threading.Thread(target=drain, daemon=True).start()
-    return Sandbox(proc, url, record, lines)
+    return Sandbox(url, record, lines, proc=proc)
 
 
 @pytest.fixture
 def sandbox_factory(tmp_path: Path, env: dict[str, str]) -> Iterator:
+    """``sandbox_factory(*sandbox_options, env=…, process=False)``: in-thread by default;
+    ``process=True`` for a test that needs the `cloudchat sandbox` process itself."""
     started: list[Sandbox] = []
 
-    def factory(*args: str, env: dict[str, str] = env) -> Sandbox:
-        box = start_sandbox(tmp_path, env, *args, name=f"sandbox{len(started)}")
+    def factory(*args: str, env: dict[str, str] = env, process: bool = False) -> Sandbox:
+        start = start_sandbox if process else start_sandbox_thread
+        box = start(tmp_path, env, *args, name=f"sandbox{len(started)}")
         started.append(box)
         return box
 
@@ -174,6 +320,12 @@ def sandbox_factory(tmp_path: Path, env: dict[str, str]) -> Iterator:
 @pytest.fixture
 def sandbox(sandbox_factory) -> Sandbox:
     return sandbox_factory()
+
+
+@pytest.fixture
+def sandbox_process(sandbox_factory) -> Sandbox:
+    """A `cloudchat sandbox` process (e2e tests: smoke tests, several CLI processes)."""
+    return sandbox_factory(process=True)
 
 
 @pytest.fixture

@@ -273,7 +273,8 @@ class Runner:
 
     def _start_app(self, port: int) -> None:
         app = http.server.ThreadingHTTPServer(("127.0.0.1", port), App)
-        threading.Thread(target=app.serve_forever, daemon=True).start()
+        threading.Thread(target=app.serve_forever, kwargs={"poll_interval": 0.01},
+                 daemon=True).start()
         self.apps.append(app)
 
     def _run(self, example: Example, command: str) -> None:

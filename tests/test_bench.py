@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import TEST_KEY
+
+pytestmark = pytest.mark.e2e  # each script runs as its own process, as a user runs it
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 

@@ -42,6 +42,7 @@ def post(lis: Listener) -> httpx.Response:
                       headers={"X-CloudChat-Signature": sign(SECRET, BODY)})
 
 
+@pytest.mark.e2e
 def test_saved_but_not_marked_done_is_still_a_200_and_says_the_claim_expires(
         serve, tmp_path, redis_server):
     notices: list[str] = []
@@ -60,6 +61,7 @@ def test_saved_but_not_marked_done_is_still_a_200_and_says_the_claim_expires(
     assert client.get(KEY).startswith("c:") and 0 < client.pttl(KEY) <= 10_000
 
 
+@pytest.mark.e2e
 def test_a_failure_after_the_claim_releases_it(serve, redis_server):
     broken = {"display": True}
 

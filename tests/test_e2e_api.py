@@ -8,7 +8,6 @@ import pytest
 
 from .conftest import TEST_KEY, run_cli
 
-pytestmark = pytest.mark.e2e
 BIG = 3 * 1024 * 1024
 
 
@@ -46,7 +45,8 @@ class Handler(BaseHTTPRequestHandler):
 def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     Handler.seen = []
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01},
+                 daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}/api"
     httpd.shutdown()

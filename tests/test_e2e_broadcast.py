@@ -10,7 +10,6 @@ import pytest
 
 from .conftest import TEST_KEY, cloudchat_exe, run_cli
 
-pytestmark = pytest.mark.e2e
 TEMPLATE = "Halo {name}, pesanan {order_id} sudah dikirim"
 
 
@@ -83,6 +82,7 @@ def test_failures_are_retried_or_reported_never_lost(tmp_path, env, sandbox_fact
     assert sorted(accepted_texts(box).values()) == [1] * 30
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_kill_9_then_resume_delivers_each_row_once(tmp_path, env, sandbox_factory, seed):
     box = sandbox_factory("--rate-limit", "1000", "--rate-window", "1", "--latency", "0.05")
@@ -128,6 +128,7 @@ def _sigterm_midway(tmp_path, env, box, sig):
     return proc, err, report, cenv, path
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_saves_state_and_prints_resume_command(tmp_path, env, sandbox_factory, sig):
     box = sandbox_factory()
@@ -186,6 +187,7 @@ def test_semicolon_csv_and_dry_run_preview(tmp_path, env):
     assert "Plan: 4 rows: 4 valid (whatsapp 4)" in proc.stderr and "nothing was sent" in proc.stderr
 
 
+@pytest.mark.e2e
 def test_changed_csv_with_unfinished_journal_is_refused(tmp_path, env, sandbox_factory):
     box = sandbox_factory()
     proc, err, report, cenv, path = _sigterm_midway(tmp_path, env, box, signal.SIGTERM)

@@ -20,8 +20,6 @@ from cloudchat_cli.services.broadcast.journal import VERSION
 from .conftest import cloudchat_exe, run_cli
 from .test_e2e_broadcast import TEMPLATE, bc_env, make_csv
 
-pytestmark = pytest.mark.e2e
-
 
 def sent_to(box):
     return Counter(r["request"]["to"] for r in box.records() if r["status"] == 201)
@@ -149,6 +147,7 @@ def test_declined_without_tty_leaves_nothing_and_an_edited_csv_then_runs(tmp_pat
     assert len(sent_to(box)) == 6
 
 
+@pytest.mark.e2e
 def test_declined_at_the_prompt_leaves_nothing(tmp_path, env, box):
     path = make_csv(tmp_path, 3)
     cenv = bc_env(env, box)
@@ -216,6 +215,7 @@ def _interrupted_run(path, cenv, journal, box, sent):
     return proc.returncode
 
 
+@pytest.mark.e2e
 def test_discard_archives_what_sent_and_deletes_what_did_not(tmp_path, env, sandbox_factory):
     box = sandbox_factory()  # loud: one line per accepted message
     path = make_csv(tmp_path, 10)
@@ -282,6 +282,7 @@ def test_status_lists_each_run_with_dates_profile_template_and_state(tmp_path, e
     assert "finished" in human and "archived" in human and "profile default" in human
 
 
+@pytest.mark.e2e
 def test_a_journal_made_before_digests_resumes_and_protects(tmp_path, env, sandbox_factory):
     """Journal schema v0 (no rows.digest, user_version 0): resumed, migrated, and its sent
     rows still protect their recipients once it is archived."""
@@ -334,6 +335,7 @@ def test_status_survives_a_damaged_journal_and_a_broadcast_that_sent_nothing(tmp
     assert box.records() == []
 
 
+@pytest.mark.e2e
 def test_again_on_resume_sends_rows_the_interrupted_run_withheld(tmp_path, env,
                                                                  sandbox_factory):
     box = sandbox_factory()  # one line per accepted message

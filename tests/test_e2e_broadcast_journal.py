@@ -20,8 +20,6 @@ import pytest
 from .conftest import cloudchat_exe, run_cli
 from .test_e2e_broadcast import TEMPLATE, bc_env, make_csv, read_report
 
-pytestmark = pytest.mark.e2e
-
 
 def per_recipient(box):
     """Messages that reached the sandbox whole, per recipient (a request cut off by kill -9
@@ -34,6 +32,7 @@ def start(args, env, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
+@pytest.mark.e2e
 def test_two_runs_started_together_send_each_row_once(tmp_path, env, sandbox_factory):
     box = sandbox_factory("--rate-limit", "1000", "--rate-window", "1", "--latency", "0.3",
                           "-q")  # 80 rows, 4 in flight: the winner runs for 6 s at least
@@ -54,6 +53,7 @@ def test_two_runs_started_together_send_each_row_once(tmp_path, env, sandbox_fac
         p.stderr.close()
 
 
+@pytest.mark.e2e
 def test_second_run_refuses_at_once_while_status_still_works(tmp_path, env, sandbox_factory):
     box = sandbox_factory()
     path = make_csv(tmp_path, 40)
@@ -89,6 +89,7 @@ def test_second_run_refuses_at_once_while_status_still_works(tmp_path, env, sand
     assert done["running_pid"] is None and done["sent"] == 40
 
 
+@pytest.mark.e2e
 def test_kill_9_leaves_no_stale_lock(tmp_path, env, sandbox_factory):
     box = sandbox_factory("--rate-limit", "1000", "--rate-window", "1", "--latency", "0.1")
     path = make_csv(tmp_path, 30)
@@ -108,6 +109,7 @@ def test_kill_9_leaves_no_stale_lock(tmp_path, env, sandbox_factory):
     assert max(per_recipient(box).values()) == 1
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("how", ["removed", "replaced"])
 def test_journal_removed_or_replaced_mid_run_stops_sending(tmp_path, env, sandbox_factory, how):
     box = sandbox_factory("--rate-limit", "1000", "--rate-window", "1", "--latency", "0.1")
@@ -144,6 +146,7 @@ def test_journal_removed_or_replaced_mid_run_stops_sending(tmp_path, env, sandbo
     assert len(counts) == 60 and set(counts.values()) == {1}
 
 
+@pytest.mark.e2e
 def test_journal_write_failure_reports_rows_in_flight_as_unknown(tmp_path, env,
                                                                  sandbox_factory):
     """A full disk mid-run (RLIMIT_FSIZE): rows whose request went out are unknown, not pending."""

@@ -8,8 +8,6 @@ import pytest
 
 from .conftest import TEST_KEY
 
-pytestmark = pytest.mark.e2e
-
 
 def test_set_get_show_sources(cli, env, tmp_path):
     assert cli("-p", "shop", "config", "set", "rate_limit", "30").returncode == 0
@@ -137,12 +135,14 @@ def _run_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
     return os.waitstatus_to_exitcode(status), output.decode("utf-8", "replace")
 
 
+@pytest.mark.e2e
 def test_set_key_on_a_terminal_without_keyring_does_not_prompt(env):
     code, output = _run_on_a_terminal(["config", "set-key"], env)
     assert code == 3, output
     assert "Paste" not in output and "--insecure-storage" in output
 
 
+@pytest.mark.e2e
 def test_set_key_insecure_storage_on_a_terminal_prompts(env):
     import os
     import pty
@@ -265,7 +265,8 @@ def test_doctor_against_other_servers(cli, status, headers, code, line):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
+                 daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     try:
         proc = cli("config", "doctor", CLOUDCHAT_BASE_URL=url, CLOUDCHAT_API_KEY=TEST_KEY)
@@ -283,6 +284,7 @@ def test_config_path(cli, tmp_path):
     assert proc.stdout.strip() == str(tmp_path / "config" / "config.toml")
 
 
+@pytest.mark.e2e
 def test_version_and_module_entry(cli, env):
     import subprocess
     import sys

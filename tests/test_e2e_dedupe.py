@@ -22,7 +22,6 @@ from cloudchat_cli.services.webhooks.store import event_key
 from .conftest import base_env, run_cli
 from .test_e2e_webhook import SECRET, Listener, event_body, receiver  # noqa: F401 (fixture)
 
-pytestmark = pytest.mark.e2e
 PASSWORD = "s3cret-dedupe-pass-XYZ"
 
 
@@ -57,6 +56,7 @@ def redis_key(event_id: str) -> str:
     return key_for(namespace(SECRET), event_key(event_id, b""))
 
 
+@pytest.mark.e2e
 def test_two_replicas_save_and_forward_each_event_once(tmp_path, redis_server, replicas,
                                                        receiver):  # noqa: F811
     a = replicas("a", redis_server.url, "--forward-to", receiver.url)
@@ -108,6 +108,7 @@ def test_two_replicas_save_and_forward_each_event_once(tmp_path, redis_server, r
         assert secret not in dump
 
 
+@pytest.mark.e2e
 def test_a_failed_save_releases_the_claim_and_the_retry_is_saved(tmp_path, redis_server,
                                                                  replicas):
     a = replicas("a", redis_server.url)
@@ -126,6 +127,7 @@ def test_a_failed_save_releases_the_claim_and_the_retry_is_saved(tmp_path, redis
     assert redis_server.client().get(redis_key("evt_unlucky")) == "done"
 
 
+@pytest.mark.e2e
 def test_a_claim_held_by_a_killed_replica_expires(tmp_path, redis_server, replicas):
     a = replicas("a", redis_server.url, "--dedupe-claim-ttl", "1s")
     b = replicas("b", redis_server.url, "--dedupe-claim-ttl", "1s")
@@ -161,6 +163,7 @@ def test_a_claim_held_by_a_killed_replica_expires(tmp_path, redis_server, replic
     assert len(saved_files(b)) == 1 and client.get(key) == "done"
 
 
+@pytest.mark.e2e
 def test_redis_down_is_503_said_on_stderr_and_served_again_when_it_returns(
         tmp_path, redis_factory, replicas):
     server = redis_factory(password=PASSWORD)
@@ -184,6 +187,7 @@ def test_redis_down_is_503_said_on_stderr_and_served_again_when_it_returns(
     assert PASSWORD not in said
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("what", ["unreachable", "wrong password"])
 def test_an_unusable_store_at_start_is_exit_7_naming_it_masked(tmp_path, redis_factory, what):
     if what == "unreachable":
@@ -234,6 +238,7 @@ MISSING_EXTRA = textwrap.dedent("""
 """)
 
 
+@pytest.mark.e2e
 def test_without_the_extra_a_dedupe_store_is_exit_2_with_the_install_command(tmp_path):
     menv = replica_env(tmp_path, "a", f"redis://:{PASSWORD}@127.0.0.1:1/0")
     proc = subprocess.run([sys.executable, "-c", MISSING_EXTRA, "webhook", "listen", "--port",
@@ -256,6 +261,7 @@ LISTEN_IMPORTS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.e2e
 def test_listen_imports_redis_only_when_a_dedupe_store_is_configured(tmp_path, redis_server):
     def imports(store: str) -> str:
         proc = subprocess.run([sys.executable, "-c", LISTEN_IMPORTS, "webhook", "listen",
@@ -268,6 +274,7 @@ def test_listen_imports_redis_only_when_a_dedupe_store_is_configured(tmp_path, r
     assert imports(redis_server.url) == "REDIS=True"  # positive control: the check can see it
 
 
+@pytest.mark.e2e
 def test_replicas_on_a_redis_cluster_share_dedupe(tmp_path, redis_cluster, replicas):
     # Each replica is given a different node: the client follows the cluster to the slot.
     a, b = (replicas(name, f"redis://127.0.0.1:{node.port}/0")

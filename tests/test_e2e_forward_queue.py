@@ -27,7 +27,6 @@ from cloudchat_cli.services.webhooks.signature import sign
 from .conftest import run_cli
 from .test_e2e_webhook import SECRET, Listener, event_body
 
-pytestmark = pytest.mark.e2e
 RECEIVERS = Path(__file__).parent / "receivers"
 FAST = ("--forward-retry-delays", "0.1,0.2", "--forward-max-delay", "0.3")
 
@@ -117,6 +116,7 @@ def post_all(lis: Listener, ids: list[str]) -> None:
 # --- app down, then up ---------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_app_down_events_saved_then_app_up_all_delivered_once_in_order(tmp_path, listeners,
                                                                         apps):
     port = free_port()  # nothing listens there yet: the app is down
@@ -139,6 +139,7 @@ def test_app_down_events_saved_then_app_up_all_delivered_once_in_order(tmp_path,
     assert "nothing waiting to be forwarded" in summary and "Traceback" not in summary
 
 
+@pytest.mark.e2e
 def test_listener_killed_with_a_pending_queue_resumes_it_after_restart(tmp_path, wenv,
                                                                       listeners, apps):
     port = free_port()
@@ -161,6 +162,7 @@ def test_listener_killed_with_a_pending_queue_resumes_it_after_restart(tmp_path,
     assert second.stop() == 0 and app.lines.empty()
 
 
+@pytest.mark.e2e
 def test_sigusr1_retries_the_queue_now_instead_of_waiting_out_the_backoff(tmp_path, listeners,
                                                                          apps):
     port = free_port()
@@ -176,6 +178,7 @@ def test_sigusr1_retries_the_queue_now_instead_of_waiting_out_the_backoff(tmp_pa
     assert lis.stop() == 0
 
 
+@pytest.mark.e2e
 def test_a_periodic_line_says_how_many_wait(tmp_path, listeners):
     port = free_port()
     lis = listeners("--forward-to", f"http://127.0.0.1:{port}/hook", *FAST,
@@ -187,6 +190,7 @@ def test_a_periodic_line_says_how_many_wait(tmp_path, listeners):
     assert "oldest" in line
 
 
+@pytest.mark.e2e
 def test_stop_with_the_app_down_says_how_many_wait_and_the_next_run_sends_them(tmp_path,
                                                                              listeners, apps):
     port = free_port()
@@ -204,6 +208,7 @@ def test_stop_with_the_app_down_says_how_many_wait_and_the_next_run_sends_them(t
     assert len(outbox) == 1 and not list(outbox[0].glob("*.json"))  # delivered: removed
 
 
+@pytest.mark.e2e
 def test_app_refusing_one_event_gives_it_up_and_the_rest_go_on(tmp_path, listeners, apps):
     app = apps(status=422)  # the app is up, and says no to every event
     lis = listeners("--save", str(tmp_path / "events"), "--forward-to", app.url, *FAST)
@@ -214,6 +219,7 @@ def test_app_refusing_one_event_gives_it_up_and_the_rest_go_on(tmp_path, listene
     assert health(lis)["forward"] == {"waiting": 0, "delivered": 0, "given_up": 1}
 
 
+@pytest.mark.e2e
 def test_an_event_past_the_give_up_time_is_given_up_and_stays_saved(tmp_path, listeners):
     port = free_port()
     lis = listeners("--save", str(tmp_path / "events"), "--forward-to",
@@ -225,6 +231,7 @@ def test_an_event_past_the_give_up_time_is_given_up_and_stays_saved(tmp_path, li
     assert len(list((tmp_path / "events").glob("*.json"))) == 2
 
 
+@pytest.mark.e2e
 def test_forwarding_is_quiet_unless_verbose(tmp_path, listeners, apps):
     app = apps()
     quiet = listeners("--forward-to", app.url)
@@ -238,6 +245,7 @@ def test_forwarding_is_quiet_unless_verbose(tmp_path, listeners, apps):
     assert "HTTP 200" in loud.error_line("forward ")
 
 
+@pytest.mark.e2e
 def test_healthz_answers_counts_and_never_event_contents(tmp_path, listeners):
     lis = listeners("--save", str(tmp_path / "events"), "--path", "/webhook")
     post_all(lis, ["evt_h1"])
@@ -281,6 +289,7 @@ def saved_dir(tmp_path: Path, listeners, ids: list[str]) -> Path:
     return events_dir
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("lang", ["python", "node"])
 def test_replay_into_a_verifying_app_byte_exact_in_order(tmp_path, wenv, listeners, apps,
                                                          lang):
@@ -304,6 +313,7 @@ def test_replay_into_a_verifying_app_byte_exact_in_order(tmp_path, wenv, listene
     assert app.lines.empty()
 
 
+@pytest.mark.e2e
 def test_replay_since_selects_by_receive_time(tmp_path, wenv, listeners, apps):
     events_dir = saved_dir(tmp_path, listeners, ["evt_old", "evt_new"])
     old = next(p for p in events_dir.glob("evt_old*.json"))
@@ -318,6 +328,7 @@ def test_replay_since_selects_by_receive_time(tmp_path, wenv, listeners, apps):
     assert [g["id"] for g in app.received(1)] == ["evt_new"] and app.lines.empty()
 
 
+@pytest.mark.e2e
 def test_replay_stops_at_a_failing_event_keeping_order_with_trigger_exit_codes(
         tmp_path, wenv, listeners, apps):
     events_dir = saved_dir(tmp_path, listeners, ["evt_f1", "evt_f2"])
@@ -336,6 +347,7 @@ def test_replay_stops_at_a_failing_event_keeping_order_with_trigger_exit_codes(
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
 
 
+@pytest.mark.e2e
 def test_replayed_events_are_not_forwarded_again_by_the_listener(tmp_path, wenv, listeners,
                                                                  apps):
     port = free_port()
@@ -360,6 +372,7 @@ def test_replayed_events_are_not_forwarded_again_by_the_listener(tmp_path, wenv,
 # --- saved events know when they arrived -------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_verify_dir_max_age_uses_the_receive_time(tmp_path, wenv, listeners):
     events_dir = saved_dir(tmp_path, listeners, ["evt_a1"])
     check = run_cli("webhook", "verify", "--dir", str(events_dir), "--max-age", "300",
@@ -379,6 +392,7 @@ def test_verify_dir_max_age_uses_the_receive_time(tmp_path, wenv, listeners):
     assert check.returncode == 1 and "301 s old" in check.stdout
 
 
+@pytest.mark.e2e
 def test_verify_dir_max_age_passes_an_event_received_fresh(tmp_path, wenv, listeners):
     events_dir = tmp_path / "events"
     lis = listeners("--save", str(events_dir))
@@ -424,6 +438,7 @@ def test_print_systemd_unit_with_the_secret_in_the_environment_uses_a_credential
     assert "Environment=CLOUDCHAT_WEBHOOK_SECRET_FILE=%d/webhook-secret" in proc.stdout
 
 
+@pytest.mark.e2e
 def test_print_systemd_unit_passes_systemd_analyze_verify(tmp_path, wenv):
     analyze = shutil.which("systemd-analyze")
     if not analyze:
@@ -441,6 +456,7 @@ def test_print_systemd_unit_passes_systemd_analyze_verify(tmp_path, wenv):
     assert check.returncode == 0 and not problems, check.stdout + check.stderr
 
 
+@pytest.mark.e2e
 def test_replay_skips_an_unreadable_file_says_so_and_exits_1(tmp_path, wenv, listeners, apps):
     events_dir = saved_dir(tmp_path, listeners, ["evt_ok"])
     (events_dir / "garbage.json").write_text("{not json\n")
@@ -463,6 +479,7 @@ def test_a_damaged_queue_file_is_a_clear_error_and_the_events_are_untouched(tmp_
     assert "Traceback" not in proc.stderr and "events themselves are untouched" in proc.stderr
 
 
+@pytest.mark.e2e
 def test_a_non_ascii_header_value_is_forwarded_and_does_not_wedge_the_queue(tmp_path, listeners,
                                                                            apps):
     app = apps()

@@ -16,6 +16,8 @@ import pytest
 from .conftest import cloudchat_exe
 from .hostile import HostileServer
 
+pytestmark = pytest.mark.e2e  # every test here starts a process
+
 TO = "6281234567890"
 
 

@@ -135,6 +135,7 @@ def read_only_as_root(directory: Path, argv: list[str]) -> list[str] | None:
     return wrapped if probe.returncode == 0 else None
 
 
+@pytest.mark.e2e
 def test_config_set_in_a_read_only_directory_is_one_line(env):
     base = Path(tempfile.mkdtemp(prefix="cc-ro-"))
     try:
@@ -155,6 +156,7 @@ def test_config_set_in_a_read_only_directory_is_one_line(env):
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.e2e
 def test_config_set_that_cannot_write_is_one_line_even_as_root(env):
     # RLIMIT_FSIZE = 0: every write fails with EFBIG (Python ignores SIGXFSZ), whoever we are.
     def no_writes() -> None:

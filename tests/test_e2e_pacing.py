@@ -16,8 +16,6 @@ import pytest
 from .conftest import TEST_KEY, run_cli
 from .test_e2e_interrupt import start, wait_for
 
-pytestmark = pytest.mark.e2e
-
 # Loopback delivery can reorder a request's arrival against its send by a few ms; the
 # spacing is checked at the server with this much slack (far below any spacing used).
 JITTER = 0.05
@@ -89,6 +87,7 @@ def test_burst_spacing_is_only_on_request(env, tmp_path, sandbox_factory):
     assert times[4] - times[0] >= 2.0 and 429 not in box.statuses()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("spacing", ["10", "burst"])
 def test_a_send_is_served_without_waiting_for_the_broadcasts_backlog(
         env, tmp_path, sandbox_factory, spacing):
@@ -152,6 +151,7 @@ def test_broadcast_rate_setting_is_shown_with_its_source_and_used(env, tmp_path,
 # --- hours and a later start ----------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_outside_quiet_hours_it_pauses_and_ctrl_c_is_a_resumable_interruption(
         env, tmp_path, sandbox_factory):
     box = sandbox_factory("-q")
@@ -170,6 +170,7 @@ def test_outside_quiet_hours_it_pauses_and_ctrl_c_is_a_resumable_interruption(
     assert box.records() == []  # nothing went out at night
 
 
+@pytest.mark.e2e
 def test_at_prints_the_plan_at_once_then_waits(env, tmp_path, sandbox_factory):
     box = sandbox_factory("-q")
     cenv = limit_env(env, box, 60, 60)
@@ -213,6 +214,7 @@ def test_dry_run_json_plan_carries_the_schedule(env, tmp_path, cli):
     assert s["summary"].startswith("5 message(s) at 40/min (one every 1.5 s) between")
 
 
+@pytest.mark.e2e
 def test_a_later_start_goes_on_by_itself(env, tmp_path, sandbox_factory):
     box = sandbox_factory("-q")
     cenv = limit_env(env, box, 60, 60)

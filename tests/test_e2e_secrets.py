@@ -14,8 +14,6 @@ import pytest
 
 from .conftest import run_cli
 
-pytestmark = pytest.mark.e2e
-
 BODY = b"Hello, World!"
 GITHUB_VECTOR = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
 SECRETS = [
@@ -51,10 +49,12 @@ def references(secret: str) -> set[str]:
     return found
 
 
+@pytest.mark.e2e
 def test_github_vector_matches_the_references():
     assert references("It's a Secret to Everybody") == {GITHUB_VECTOR}
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("secret", SECRETS)
 def test_sign_and_verify_agree_with_openssl_and_hmac(tmp_path, env, secret):
     (expected,) = references(secret)
@@ -74,6 +74,7 @@ def test_sign_and_verify_agree_with_openssl_and_hmac(tmp_path, env, secret):
     assert secret not in verified.stdout + verified.stderr
 
 
+@pytest.mark.e2e
 def test_rotation_by_lines_and_by_repeating_secret_file(tmp_path, env):
     old, new = "old secret, with comma", "new secret = with spaces"
     body = tmp_path / "body"

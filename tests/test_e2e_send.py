@@ -9,8 +9,6 @@ import pytest
 
 from .conftest import TEST_KEY, cloudchat_exe
 
-pytestmark = pytest.mark.e2e
-
 
 def test_text_success_summary(cli, api_env, sandbox):
     proc = cli("send", "+62 812-3456-7890", "Halo dari test", **api_env)
@@ -193,6 +191,7 @@ def test_embedded_sandbox_needs_no_account(cli, env):
     assert "Sent msg_" in proc.stdout
 
 
+@pytest.mark.e2e
 def test_sigterm_during_send_exits_130(env, sandbox_factory):
     box = sandbox_factory("--latency", "30")
     proc = subprocess.Popen(

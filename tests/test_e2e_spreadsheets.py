@@ -8,7 +8,6 @@ import pytest
 
 from .conftest import TEST_KEY, run_cli
 
-pytestmark = pytest.mark.e2e
 FIXTURES = Path(__file__).parent / "fixtures"
 TEMPLATE = "Halo {name}, pesanan {order_id}"
 

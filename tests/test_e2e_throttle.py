@@ -11,8 +11,6 @@ import pytest
 
 from .conftest import TEST_KEY, cloudchat_exe, run_cli
 
-pytestmark = pytest.mark.e2e
-
 
 def limit_env(env, box, limit, window, **extra):
     return {**env, "CLOUDCHAT_BASE_URL": box.base_url, "CLOUDCHAT_API_KEY": TEST_KEY,
@@ -20,6 +18,7 @@ def limit_env(env, box, limit, window, **extra):
             "CLOUDCHAT_RATE_MARGIN": "0.05", **extra}
 
 
+@pytest.mark.e2e
 def test_several_processes_share_the_window(env, sandbox_factory):
     limit, window, procs, each = 5, 2.0, 3, 5
     box = sandbox_factory("--rate-limit", str(limit), "--rate-window", str(window), "-q")
@@ -28,7 +27,8 @@ def test_several_processes_share_the_window(env, sandbox_factory):
 
     def worker(n: int) -> None:
         for i in range(each):
-            codes.append(run_cli("send", "6281234567890", f"p{n} m{i}", "-q", env=cenv).returncode)
+            codes.append(run_cli("send", "6281234567890", f"p{n} m{i}", "-q", env=cenv,
+                                 process=True).returncode)
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(procs)]
     for t in threads:
@@ -46,6 +46,7 @@ def test_several_processes_share_the_window(env, sandbox_factory):
     assert span < minimum + 6, f"span {span:.2f} s vs theoretical minimum {minimum} s"
 
 
+@pytest.mark.e2e
 def test_a_429_makes_other_processes_wait(env, sandbox_factory):
     window = 3.0
     box = sandbox_factory("--rate-limit", "1", "--rate-window", str(window))
@@ -69,6 +70,7 @@ def test_a_429_makes_other_processes_wait(env, sandbox_factory):
     assert statuses.count(429) == 1 and statuses.count(201) == 3
 
 
+@pytest.mark.e2e
 def test_killed_process_does_not_block_the_key(env, sandbox_factory):
     window = 2.0
     box = sandbox_factory("--rate-limit", "5", "--rate-window", str(window), "--latency", "60")

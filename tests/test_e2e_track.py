@@ -14,6 +14,7 @@ import subprocess
 import time
 
 import httpx
+import pytest
 
 from cloudchat_cli.services.broadcast.journal import VERSION
 
@@ -49,6 +50,7 @@ def track(path_or_journal, events, env, *args):
     return run_cli("broadcast", "track", *target, "--events", str(events), *args, env=env)
 
 
+@pytest.mark.e2e
 def test_track_shows_exactly_what_the_sandbox_did(tmp_path, wenv, sandbox_factory,
                                                   listener_factory):
     events = tmp_path / "events"
@@ -112,6 +114,7 @@ def trigger(url, env, mid, status, ts, event_id=None, *extra):
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.e2e
 def test_out_of_order_duplicates_other_broadcasts_corrupt_files_and_follow(
         tmp_path, wenv, sandbox_factory, listener_factory):
     events = tmp_path / "events"
@@ -177,6 +180,7 @@ def test_out_of_order_duplicates_other_broadcasts_corrupt_files_and_follow(
     assert json.loads(out)["read"] == 2
 
 
+@pytest.mark.e2e
 def test_a_journal_of_the_previous_version_is_tracked_and_still_resumes(tmp_path, wenv,
                                                                          sandbox_factory):
     box = sandbox_factory("--rate-limit", "1000", "--rate-window", "1")
@@ -224,6 +228,7 @@ def test_track_usage_errors(tmp_path, env):
     assert "Traceback" not in bad.stderr
 
 
+@pytest.mark.e2e
 def test_follow_on_a_terminal_draws_the_funnel_and_ends_when_all_are_final(tmp_path, env):
     journal = tmp_path / "v1.sqlite3"  # a journal of the previous version, as it was shipped
     shutil.copy(FIXTURES / "journal-v1.sqlite3", journal)

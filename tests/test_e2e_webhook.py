@@ -16,7 +16,6 @@ from cloudchat_cli.services.webhooks.signature import sign
 
 from .conftest import TEST_KEY, cloudchat_exe, run_cli
 
-pytestmark = pytest.mark.e2e
 SECRET = "whsec_e2e_secret_0123456789"
 
 
@@ -61,7 +60,8 @@ def receiver():
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     box["r"] = Receiver(server)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
+                 daemon=True).start()
     yield box["r"]
     server.shutdown()
     server.server_close()
@@ -211,6 +211,7 @@ def listener_factory(wenv):
         item.stop()
 
 
+@pytest.mark.e2e
 def test_listen_verifies_dedupes_saves_and_verify_dir(tmp_path, wenv, listener_factory):
     events_dir = tmp_path / "events"
     lis = listener_factory("--save", str(events_dir))
@@ -229,6 +230,7 @@ def test_listen_verifies_dedupes_saves_and_verify_dir(tmp_path, wenv, listener_f
     assert lis.stop() == 0
 
 
+@pytest.mark.e2e
 def test_listen_answers_500_when_the_save_fails_and_takes_the_retry(tmp_path, listener_factory):
     from cloudchat_cli.services.webhooks.store import event_key
 
@@ -248,6 +250,7 @@ def test_listen_answers_500_when_the_save_fails_and_takes_the_retry(tmp_path, li
     assert json.loads(blocker.read_text())["id"] == "evt_blocked"
 
 
+@pytest.mark.e2e
 def test_listen_verifies_a_large_body_off_the_event_loop(listener_factory):
     lis = listener_factory("--max-body", str(4 * 1024 * 1024))
     body = event_body(text="x" * (3 * 1024 * 1024))
@@ -255,6 +258,7 @@ def test_listen_verifies_a_large_body_off_the_event_loop(listener_factory):
     assert lis.post(body, sig=sign("whsec_wrong_000000000000", body)).status_code == 401
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("kind", "status"), [
     ("no signature", 401), ("bad signature", 401), ("not json", 400), ("too big", 413),
     ("get", 405), ("max body exactly", 200), ("one over max body", 413),
@@ -282,6 +286,7 @@ def test_listen_rejects_bad_deliveries(listener_factory, kind, status):
         assert "rejected" in lis.error_line(f"{status} rejected")
 
 
+@pytest.mark.e2e
 def test_stalled_client_does_not_block_others(listener_factory):
     lis = listener_factory("--read-timeout", "30")
     host, port = lis.url.split("//")[1].split("/")[0].split(":")
@@ -294,6 +299,7 @@ def test_stalled_client_does_not_block_others(listener_factory):
         stalled.close()
 
 
+@pytest.mark.e2e
 def test_forward_to_app_up_and_down(tmp_path, wenv, listener_factory, receiver):
     lis = listener_factory("--forward-to", receiver.url, "--forward-retry-delays", "0.1,0.1",
                            "--forward-max-delay", "0.2")
@@ -322,6 +328,7 @@ def test_port_in_use_exit_2(wenv):
 # --- the sandbox sends webhooks ----------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_sandbox_to_listener_status_events_and_inbound(tmp_path, wenv, sandbox_factory,
                                                        listener_factory):
     lis = listener_factory("--save", str(tmp_path / "events"))
@@ -357,6 +364,7 @@ def test_sandbox_retries_a_failing_receiver_with_the_same_event(wenv, sandbox_fa
     assert second["headers"]["X-CloudChat-Signature"] == sign(SECRET, second["body"])
 
 
+@pytest.mark.e2e
 def test_exec_runs_per_event_with_the_body_on_stdin(tmp_path, listener_factory):
     out = tmp_path / "exec-out"
     lis = listener_factory("--exec", f"sh -c 'cat >> {out}; echo >> {out}'")

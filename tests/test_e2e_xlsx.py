@@ -15,7 +15,6 @@ from .conftest import cloudchat_exe, run_cli
 from .fixtures import make_workbooks
 from .test_e2e_broadcast import bc_env
 
-pytestmark = pytest.mark.e2e
 FIXTURES = Path(__file__).parent / "fixtures"
 LIBREOFFICE = "customers_rich_libreoffice.xlsx"
 TEMPLATE = "Halo {greeting}, pesanan {order_id} jatuh tempo {due}: Rp {total}"
@@ -74,6 +73,7 @@ def test_a_libreoffice_workbook_is_sent_as_excel_shows_it_and_reported_as_xlsx(
     assert rows[0]["name"].value == "Budi" and rows[0]["order_id"].value == "00123"
 
 
+@pytest.mark.e2e
 def test_an_interrupted_workbook_broadcast_resumes_and_history_protects_it(
         tmp_path, env, sandbox_factory):
     box = sandbox_factory()  # one line per accepted message
@@ -191,6 +191,7 @@ WITHOUT_OPENPYXL = textwrap.dedent("""
 """)
 
 
+@pytest.mark.e2e
 def test_without_openpyxl_a_workbook_is_exit_2_with_the_install_command(tmp_path, env):
     path = fixture(tmp_path, "customers.xlsx")
     proc = subprocess.run([sys.executable, "-c", WITHOUT_OPENPYXL, "--sandbox", "broadcast",
@@ -201,6 +202,7 @@ def test_without_openpyxl_a_workbook_is_exit_2_with_the_install_command(tmp_path
     assert "pip install openpyxl" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.e2e
 def test_workbooks_only_load_openpyxl_when_given_one(tmp_path, env):
     from .test_ecosystem import loaded_heavy
 
@@ -212,6 +214,7 @@ def test_workbooks_only_load_openpyxl_when_given_one(tmp_path, env):
     assert "openpyxl" in loaded_heavy(env, *args[:2], str(xlsx), *args[2:])
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not (shutil.which("soffice") or shutil.which("libreoffice")),
                     reason="LibreOffice is not installed (a ~90 MB download, kept out of CI; "
                     "tests/fixtures/customers_rich_libreoffice.xlsx is what it writes)")

@@ -43,6 +43,7 @@ def bash_complete(env, words: str) -> list[str]:
     return [line for line in proc.stdout.splitlines() if line]
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not shutil.which("bash"), reason="bash not installed")
 def test_bash_completes_commands_channels_profiles(env, cli):
     assert bash_complete(env, "cloudchat we") == ["webhook"]
@@ -54,6 +55,7 @@ def test_bash_completes_commands_channels_profiles(env, cli):
     assert "--media-url" in bash_complete(env, "cloudchat send --me")
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not shutil.which("zsh"), reason="zsh not installed (.ci/run installs it)")
 def test_zsh_script_parses():
     proc = subprocess.run(["zsh", "-n", str(ROOT / "completions" / "cloudchat.zsh")],
@@ -61,6 +63,7 @@ def test_zsh_script_parses():
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not shutil.which("fish"), reason="fish not installed (.ci/run installs it)")
 def test_fish_completes_channels(env):
     exe_dir = str(Path(cloudchat_exe()).parent)
@@ -95,18 +98,21 @@ def loaded_heavy(env, *args) -> list[str]:
     return [m for m in line[6:].split(",") if m]
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("args", [["--version"], ["--help"], ["send", "--help"],
                                   ["broadcast", "--help"], ["webhook", "listen", "--help"]])
 def test_startup_paths_do_not_import_heavy_modules(env, args):
     assert loaded_heavy(env, *args) == []
 
 
+@pytest.mark.e2e
 def test_completion_request_is_light(env):
     env = {**env, "_CLOUDCHAT_COMPLETE": "complete_bash", "COMP_WORDS": "cloudchat se",
            "COMP_CWORD": "1"}
     assert loaded_heavy(env) == []
 
 
+@pytest.mark.e2e
 def test_send_with_env_key_does_not_import_keyring(env, sandbox):
     env = {**env, "CLOUDCHAT_BASE_URL": sandbox.base_url, "CLOUDCHAT_API_KEY": TEST_KEY}
     heavy = loaded_heavy(env, "send", "6281234567890", "Halo", "-q")
@@ -142,6 +148,7 @@ EXIT_CHECK = textwrap.dedent("""
 """)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(("mode", "status", "stdout", "stderr"), [
     ("int", 4, "buffered output atexit ran", ""),
     ("none", 0, "buffered output atexit ran", ""),
@@ -153,6 +160,7 @@ def test_exit_now_skips_teardown_but_not_atexit_or_buffers(env, mode, status, st
     assert (proc.returncode, proc.stdout, proc.stderr) == (status, stdout, stderr)
 
 
+@pytest.mark.e2e
 def test_exit_now_waits_the_ordinary_way_for_live_threads(env):
     proc = subprocess.run([sys.executable, "-c", EXIT_CHECK, "thread"], env=env,
                           capture_output=True, text=True, timeout=60)
@@ -160,6 +168,7 @@ def test_exit_now_waits_the_ordinary_way_for_live_threads(env):
     assert proc.stdout.startswith("buffered output SystemExit(4) atexit ran")
 
 
+@pytest.mark.e2e
 def test_steady_gc_restores_default_thresholds_and_freezes_startup_heap(env):
     code = ("import gc; from cloudchat_cli import entry; default = gc.get_threshold(); "
             "gc.set_threshold(entry.STARTUP_GC_THRESHOLD); entry.steady_gc(); "
@@ -175,7 +184,6 @@ def test_piped_output_survives_the_fast_exit(env, sandbox):
     assert proc.returncode == 0 and json.loads(proc.stdout)["id"] == sandbox.records()[0]["id"]
 
 
-@pytest.mark.e2e
 def test_api_command(env, sandbox):
     cenv = {**env, "CLOUDCHAT_BASE_URL": sandbox.base_url, "CLOUDCHAT_API_KEY": TEST_KEY}
     proc = run_cli("api", "POST", "messages", "-f", "channel=telegram", "-f", "to=@alice_bot",
@@ -202,6 +210,7 @@ def wheel(tmp_path_factory) -> Path:
     return next(dist.glob("*.whl"))
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_wheel_carries_the_completions(wheel):
     import zipfile
@@ -233,6 +242,7 @@ def install(how: str, wheel: Path, tmp: Path) -> Path:
     return exe
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["venv", "uv", "pipx"])
 def test_wheel_installs_and_works(tmp_path, env, wheel, how):

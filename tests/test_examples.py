@@ -19,8 +19,6 @@ import pytest
 from . import examples
 from .conftest import TEST_KEY, cloudchat_exe
 
-pytestmark = pytest.mark.e2e
-
 README = Path(__file__).resolve().parents[1] / "README.md"
 WEBHOOK_SECRET = "whsec_demo_0123456789"  # the README's own, so its `export` changes nothing
 
@@ -109,6 +107,7 @@ def _run(work: Path, env: dict[str, str], found: list[examples.Example]) -> exam
     return runner
 
 
+@pytest.mark.e2e
 def test_readme_examples_run(world):
     work, env = world
     found = examples.readme_examples(README)
@@ -119,6 +118,7 @@ def test_readme_examples_run(world):
     print("\n".join(examples.iter_skipped(found)))
 
 
+@pytest.mark.e2e
 def test_help_examples_run(world, env):
     work, wenv = world
     subprocess.run([cloudchat_exe(), "-p", "shop", "config", "set", "default_channel",

@@ -14,7 +14,6 @@ from cloudchat_cli.services.broadcast.journal import Journal
 
 from .conftest import TEST_KEY, run_cli
 
-pytestmark = pytest.mark.e2e
 TEMPLATE = "Halo {name}, pesanan {order_id}"
 WEBHOOK_SECRET = "whsec_hardening_secret_000111"
 
@@ -116,7 +115,8 @@ class Scripted(BaseHTTPRequestHandler):
 def scripted():
     server = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
+                 daemon=True).start()
     yield server
     server.shutdown()
     server.server_close()
@@ -216,6 +216,7 @@ def test_unusable_state_dir_fails_before_sending(env, sandbox, tmp_path):
     assert sandbox.records() == []
 
 
+@pytest.mark.e2e
 def test_disk_full_mid_broadcast_stops_cleanly(tmp_path, env, sandbox_factory):
     box = sandbox_factory("--rate-limit", "1000", "--rate-window", "1", "-q")
     path = make_csv(tmp_path, 200)

@@ -9,8 +9,6 @@ from cloudchat_cli.app import app
 
 from .conftest import run_cli
 
-pytestmark = pytest.mark.e2e
-
 
 def command_paths() -> list[tuple[str, ...]]:
     """Every command a user can type, as a path of names; hidden ones are left out (a hidden

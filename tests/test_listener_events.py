@@ -18,8 +18,6 @@ from cloudchat_cli.services.webhooks.store import EventStore
 from .conftest import TEST_KEY, base_env, cloudchat_exe
 from .test_e2e_webhook import SECRET, Listener, event_body
 
-pytestmark = pytest.mark.e2e
-
 
 def saved_bodies(directory) -> list[bytes]:
     return [e.body for e in EventStore(directory).load_all()]
@@ -30,6 +28,7 @@ SURROGATE_EVENT = (b'{"event":"message.received","id":"evt_\\ud800","timestamp":
                    b'"channel":"whatsapp","data":{"from":"6281234567890","text":"cut \\ud83d"}}')
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("json_out", [True, False])
 def test_lone_surrogates_are_saved_byte_exact_and_printed_safely(tmp_path, wenv, json_out):
     events_dir = tmp_path / "events"
@@ -67,6 +66,7 @@ class TerminalListener(Listener):
             threading.Thread(target=self._pump, args=(stream, out), daemon=True).start()
 
 
+@pytest.mark.e2e
 def test_500_body_does_not_reveal_local_paths(tmp_path, start):
     from cloudchat_cli.services.webhooks.store import event_key
 
@@ -80,6 +80,7 @@ def test_500_body_does_not_reveal_local_paths(tmp_path, start):
     assert str(events_dir) in lis.error_line("could not save the event")  # the operator sees it
 
 
+@pytest.mark.e2e
 def test_a_removed_save_directory_is_created_again(tmp_path, start):
     events_dir = tmp_path / "events"
     lis = start("--save", str(events_dir))
@@ -91,6 +92,7 @@ def test_a_removed_save_directory_is_created_again(tmp_path, start):
     assert events_dir.stat().st_mode & 0o777 == 0o700
 
 
+@pytest.mark.e2e
 def test_a_save_directory_that_cannot_be_created_answers_500_until_it_can(tmp_path, start):
     events_dir = tmp_path / "events"
     lis = start("--save", str(events_dir))
@@ -105,6 +107,7 @@ def test_a_save_directory_that_cannot_be_created_answers_500_until_it_can(tmp_pa
     assert saved_bodies(events_dir) == [event_body("evt_blocked")]
 
 
+@pytest.mark.e2e
 def test_several_signature_headers_are_a_400(start):
     lis = start()
     body = event_body("evt_two_sigs")
@@ -114,6 +117,7 @@ def test_several_signature_headers_are_a_400(start):
     assert response.status_code == 400 and "2 X-CloudChat-Signature" in response.json()["error"]
 
 
+@pytest.mark.e2e
 def test_exec_children_get_neither_the_api_key_nor_the_webhook_secret(tmp_path, wenv, start):
     out = tmp_path / "env.txt"
     env = {**wenv, "CLOUDCHAT_API_KEY": TEST_KEY, "MY_APP_SETTING": "kept",
@@ -181,6 +185,7 @@ def live(tmp_path_factory):
     assert "Traceback" not in "".join(lis.errors.queue)
 
 
+@pytest.mark.e2e
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 @given(body=bodies())
 def test_any_json_body_is_answered_and_every_200_is_on_disk(live, body):

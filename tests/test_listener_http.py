@@ -22,7 +22,7 @@ from cloudchat_cli.services.webhooks.store import EventStore
 
 from .test_e2e_webhook import SECRET, Listener, event_body
 
-pytestmark = pytest.mark.e2e
+pytestmark = pytest.mark.e2e  # every test here starts a process
 
 
 def address(lis) -> tuple[str, int]:

@@ -215,6 +215,7 @@ def test_a_stop_not_recorded_is_not_queued_for_forwarding_so_its_retry_is_queued
         lis.shutdown()
 
 
+@pytest.mark.e2e
 def test_exec_children_do_not_get_redis_passwords(tmp_path, monkeypatch):
     dump = tmp_path / "env.txt"
     script = tmp_path / "dump-env.sh"

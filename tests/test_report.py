@@ -264,6 +264,7 @@ def _lock_folder(folder: Path) -> list[str] | None:
     return None
 
 
+@pytest.mark.e2e
 def test_report_in_a_read_only_folder_is_refused_at_once_and_leaves_nothing(tmp_path):
     import subprocess
 

@@ -16,7 +16,6 @@ from cloudchat_cli.sandbox.ratelimit import RollingWindow
 from .conftest import TEST_KEY, cloudchat_exe, run_cli
 from .fakes import FakeClock
 
-pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
 MSG = {"channel": "whatsapp", "to": "6281234567890", "type": "text", "text": "Halo"}
 
@@ -131,14 +130,16 @@ def test_concurrent_connections(sandbox_factory):
     assert sum(ts < first_answer for ts in arrivals) >= 3
 
 
+@pytest.mark.e2e
 def test_sigterm_stops_cleanly(sandbox_factory):
-    box = sandbox_factory()
+    box = sandbox_factory(process=True)
     post(box)
     assert box.stop() == 0
     err = box.proc.stderr.read()
     assert "Traceback" not in err and "stopped" in err.lower()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_right_after_start_up_stops_it(env, tmp_path, signum):
     """A stop signal at any moment stops the sandbox, even one sent as soon as it prints its
@@ -195,6 +196,7 @@ def test_sandbox_signs_with_its_own_hmac_github_vector():
         "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17")
 
 
+@pytest.mark.e2e
 def test_sandbox_does_not_import_the_clients_webhook_or_message_code():
     """Emulator and client must not share bugs: the sandbox has its own HTTP front end,
     validation and signing."""

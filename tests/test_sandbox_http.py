@@ -19,7 +19,6 @@ import pytest
 
 from .conftest import TEST_KEY
 
-pytestmark = pytest.mark.e2e
 MSG = {"channel": "whatsapp", "to": "6281234567890", "type": "text", "text": "Halo"}
 BODY = json.dumps(MSG).encode()
 PATH = "/api/public/v1/messages"
@@ -293,6 +292,7 @@ def curl(*args: str) -> subprocess.CompletedProcess:
 AUTH_H = ["-H", f"Authorization: Bearer {TEST_KEY}", "-H", "Content-Type: application/json"]
 
 
+@pytest.mark.e2e
 def test_curl_chunked_upload(sandbox, tmp_path):
     (tmp_path / "body.json").write_bytes(BODY)
     proc = curl("-v", *AUTH_H, "-H", "Transfer-Encoding: chunked", "--data-binary",
@@ -302,6 +302,7 @@ def test_curl_chunked_upload(sandbox, tmp_path):
     assert sandbox.records()[0]["request"] == MSG
 
 
+@pytest.mark.e2e
 def test_curl_expect_100_continue(sandbox, tmp_path):
     (tmp_path / "body.json").write_bytes(BODY)
     proc = curl("-v", *AUTH_H, "-H", "Expect: 100-continue", "--data-binary",
@@ -310,6 +311,7 @@ def test_curl_expect_100_continue(sandbox, tmp_path):
     assert json.loads(proc.stdout)["status"] == "queued"
 
 
+@pytest.mark.e2e
 def test_curl_expect_refused_with_a_bad_key(sandbox, tmp_path):
     (tmp_path / "body.json").write_bytes(BODY * 2000)  # ~150 KB that are never sent
     proc = curl("-v", "-H", "Authorization: Bearer nope", "-H", "Expect: 100-continue",
@@ -318,6 +320,7 @@ def test_curl_expect_refused_with_a_bad_key(sandbox, tmp_path):
     assert json.loads(proc.stdout)["error"]["code"] == 401
 
 
+@pytest.mark.e2e
 def test_curl_http_1_0(sandbox):
     proc = curl("-v", "--http1.0", *AUTH_H, "--data-binary", BODY.decode(),
                 sandbox.base_url + "/messages")
@@ -325,6 +328,7 @@ def test_curl_http_1_0(sandbox):
     assert json.loads(proc.stdout)["status"] == "queued"
 
 
+@pytest.mark.e2e
 def test_curl_reuses_one_connection_for_several_requests(sandbox):
     url = sandbox.base_url + "/messages"
     proc = curl("-v", *AUTH_H, "--data-binary", BODY.decode(), url, url, url)
@@ -377,6 +381,7 @@ function one(i) {
 """
 
 
+@pytest.mark.e2e
 def test_node_streaming_request_without_a_length(sandbox, tmp_path):
     node = shutil.which("node")
     if node is None:
@@ -402,4 +407,4 @@ def test_a_failure_inside_the_sandbox_is_a_json_500_not_a_hang_up(sandbox_factor
     assert r.status_code == 500 and r.json()["error"]["type"] == "server_error"
     assert r.headers["connection"] == "close"
     box.stop()
-    assert "No space left on device" in box.proc.stderr.read()
+    assert "No space left on device" in box.stderr()

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from .conftest import TEST_KEY
 
-pytestmark = pytest.mark.e2e
 AUTH = {"Authorization": f"Bearer {TEST_KEY}", "Content-Type": "application/json"}
 MSG = {"channel": "whatsapp", "to": "6281234567890", "type": "text", "text": "Halo"}
 
@@ -163,7 +162,7 @@ _BOXES: dict[int, list] = {}
 @given(body=st.one_of(MESSAGES, JSONISH))
 def test_any_json_gets_a_json_answer_and_the_sandbox_keeps_working(sandbox_factory, body):
     boxes = _BOXES.setdefault(id(sandbox_factory), [])  # one sandbox for all examples
-    if not boxes or boxes[0].proc.poll() is not None:
+    if not boxes or not boxes[0].running():
         boxes[:] = [sandbox_factory("--rate-limit", "100000")]
     box = boxes[0]
     raw = json.dumps(body).encode()  # surrogates escaped, NaN/Infinity written as such

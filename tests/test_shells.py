@@ -65,6 +65,7 @@ def zsh_session(tmp_path, env, zshrc: str) -> PtyShell:
     return shell
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not shutil.which("zsh"), reason="zsh not installed (.ci/run installs it)")
 def test_zsh_completes_on_the_first_tab_when_autoloaded_from_fpath(tmp_path, env):
     functions = tmp_path / "functions"
@@ -80,6 +81,7 @@ def test_zsh_completes_on_the_first_tab_when_autoloaded_from_fpath(tmp_path, env
         shell.close()
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not shutil.which("zsh"), reason="zsh not installed (.ci/run installs it)")
 def test_zsh_completes_when_the_script_is_sourced(tmp_path, env):
     shell = zsh_session(tmp_path, env, "")
@@ -119,6 +121,7 @@ def test_zsh_install_uses_a_directory_already_on_fpath(tmp_path):
     assert done.notes[-1] == "fpath=(~/.zfunc $fpath)"
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not shutil.which("zsh"), reason="zsh not installed (.ci/run installs it)")
 def test_zsh_install_reads_the_users_fpath_and_completes_there(tmp_path, env):
     home = Path(env["HOME"])
@@ -224,7 +227,6 @@ def test_help_at_80_columns_keeps_examples_and_option_texts_whole(env, words):
 
 # --- negative numeric recipients ------------------------------------------------------------
 
-@pytest.mark.e2e
 def test_telegram_group_id_is_an_argument_not_an_option(env, sandbox):
     aenv = {**env, "CLOUDCHAT_BASE_URL": sandbox.base_url, "CLOUDCHAT_API_KEY": TEST_KEY}
     for argv in (["send", "-1001234567890", "Hi", "-c", "tg"],

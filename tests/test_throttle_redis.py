@@ -75,6 +75,7 @@ times = st.floats(0, 200, allow_nan=False).map(lambda x: round(x, 3))
 slot_lists = st.lists(st.tuples(times, st.booleans()), max_size=8)
 
 
+@pytest.mark.e2e
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(now=times, limit=st.integers(1, 6), slots=slot_lists, blocked=times, paced=times,
@@ -91,6 +92,7 @@ def test_lua_next_try_agrees_with_python(redis_server, now, limit, slots, blocke
         assert got == pytest.approx(expected, abs=2e-6)
 
 
+@pytest.mark.e2e
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(now=times, limit=st.integers(1, 6), slots=slot_lists, blocked=times, paced=times,
@@ -108,6 +110,7 @@ def test_lua_budget_decision_agrees_with_python(redis_server, now, limit, slots,
         assert got == pytest.approx(expected, abs=2e-6)
 
 
+@pytest.mark.e2e
 @settings(max_examples=30, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=actions, budget=budgets)
@@ -117,6 +120,7 @@ def test_window_and_budget_never_exceeded_redis(redis_server, steps, budget):
     simulate(lambda: store_for(redis_server, clock=clock), steps, clock=clock, budget=budget)
 
 
+@pytest.mark.e2e
 def test_budget_key_is_tagged_and_expires(redis_server):
     from cloudchat_cli.core.throttle import Budget
     from cloudchat_cli.core.throttle_redis import keys_for
@@ -133,6 +137,7 @@ def test_budget_key_is_tagged_and_expires(redis_server):
     assert client.zcard(own) == 1
 
 
+@pytest.mark.e2e
 @settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=actions)
@@ -158,6 +163,7 @@ class Skewed:
         return self._time() + self.offset
 
 
+@pytest.mark.e2e
 def test_a_client_30s_ahead_still_sees_the_others_slots(redis_server):
     window = 5.0
     right = Throttle(2, window, store=store_for(redis_server, window=window), margin=0.0,
@@ -180,6 +186,7 @@ def test_a_client_30s_ahead_still_sees_the_others_slots(redis_server):
     assert state.used == 2 and 0 < state.next_free_at - behind.clock() <= window + 0.5
 
 
+@pytest.mark.e2e
 def test_a_block_is_shared_across_skewed_clocks(redis_server):
     a = Throttle(5, 5.0, store=store_for(redis_server, window=5.0), clock=Skewed(-30.0))
     b = Throttle(5, 5.0, store=store_for(redis_server, window=5.0), clock=Skewed(30.0))
@@ -193,6 +200,7 @@ def test_a_block_is_shared_across_skewed_clocks(redis_server):
 # --- keys: hash tag, TTLs, nothing secret ----------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_keys_are_tagged_expire_and_hold_no_secrets(redis_server):
     recipient, text = "6281234567890", "Halo dari CloudChat"
     throttle = Throttle(3, 5.0, store=store_for(redis_server, window=5.0), margin=0.25,
@@ -220,6 +228,7 @@ def test_keys_are_tagged_expire_and_hold_no_secrets(redis_server):
         assert secret not in dump
 
 
+@pytest.mark.e2e
 def test_crashed_holder_slot_expires_at_timeout_window_margin(redis_server):
     clock = FakeClock(1000.0)
     timeout, window, margin = 4.0, 10.0, 0.5
@@ -247,6 +256,7 @@ def test_crashed_holder_slot_expires_at_timeout_window_margin(redis_server):
 # --- failing closed --------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_unreachable_store_fails_closed_with_masked_url(redis_server):
     url = f"redis://:hunter2@127.0.0.1:{redis_server.port}/0"
     redis_server.kill()
@@ -262,6 +272,7 @@ def test_unreachable_store_fails_closed_with_masked_url(redis_server):
     throttle.release(1)  # a release after the send must never turn a sent request into an error
 
 
+@pytest.mark.e2e
 def test_wrong_password_is_a_store_error_without_the_password(redis_factory):
     server = redis_factory(password="right-pass")
     url = f"redis://:wrong-pass@127.0.0.1:{server.port}/0"

@@ -10,8 +10,6 @@ from cloudchat_cli.services.webhooks.signature import sign
 from .conftest import run_cli
 from .test_e2e_webhook import SECRET, event_body
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture
 def wenv(env):

@@ -42,6 +42,7 @@ def reference(secret: str, body: bytes) -> bytes:
     return hmac.new(secret.encode(), body, hashlib.sha256).digest()
 
 
+@pytest.mark.e2e
 def test_sign_matches_python_hmac_and_openssl(tmp_path):
     assert sign(SECRET, BODY) == reference(SECRET, BODY).hex()
     if shutil.which("openssl"):

@@ -258,6 +258,7 @@ def tls_files(tmp_path):
     return key, cert
 
 
+@pytest.mark.e2e
 def test_https_verifies_the_certificate(server, tls_files, transport):
     key, cert = tls_files
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
