@@ -15,9 +15,13 @@ import subprocess
 import time
 from collections import Counter
 
+import pytest
+
 from .conftest import cloudchat_exe, run_cli
 from .hostile import HostileServer
 from .test_e2e_interrupt import interrupt, start, wait_for
+
+pytestmark = pytest.mark.e2e  # every test here signals a real process
 
 
 def until(condition, what: str, limit: float = 30.0) -> None:

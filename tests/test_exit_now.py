@@ -8,6 +8,8 @@ import textwrap
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # each test runs a fresh interpreter (exit_now ends its process)
+
 OPEN_FILE = textwrap.dedent("""
     import sys
     from cloudchat_cli.entry import exit_now
