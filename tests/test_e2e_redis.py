@@ -108,6 +108,8 @@ def test_a_429_on_one_machine_blocks_the_others(tmp_path, sandbox_factory, redis
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     assert "429" in box.readline()
+    # B says it will retry only once the block is recorded for everyone (read it, don't race)
+    assert "HTTP 429; retry 1/" in b.stderr.readline()
     limits = json.loads(run_cli("limits", "--json", env=c_env).stdout)
     assert limits["blocked_for"] > 0 and limits["shared_with"].startswith("every machine using")
     c = run_cli("send", "6281234567890", "C", env=c_env)  # must wait, not try and get a 429

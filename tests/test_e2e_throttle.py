@@ -43,7 +43,11 @@ def test_several_processes_share_the_window(env, sandbox_factory):
     minimum = (procs * each // limit - 1) * window
     span = ts[-1] - ts[0]
     assert span >= minimum
-    assert span < minimum + 6, f"span {span:.2f} s vs theoretical minimum {minimum} s"
+    # no window of the server's clock saw more than `limit` of them (zero 429s says the same
+    # from the sandbox's side). How close to the ceiling they run is a figure, not a test:
+    # bench/throttle.py measures it.
+    assert all(later - first >= window * 0.99
+               for first, later in zip(ts, ts[limit:], strict=False))
 
 
 @pytest.mark.e2e
@@ -62,6 +66,8 @@ def test_a_429_makes_other_processes_wait(env, sandbox_factory):
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     assert "429" in box.readline()
+    # B says it will retry only once the block is recorded for everyone (read it, don't race)
+    assert "HTTP 429; retry 1/" in b.stderr.readline()
     limits = json.loads(run_cli("limits", "--json", env=cenv).stdout)
     assert limits["blocked_for"] > 0
     c = run_cli("send", "6281234567890", "C", env=cenv)  # must wait, not try and get a 429

@@ -165,6 +165,9 @@ class ApiClient:
                 raise error
             waited += delay
             retries += 1
+            if response.status == 429 and self.throttle is not None:
+                # Block the key first: once the notice is out, every process honours the wait.
+                self.throttle.block(delay)
             self.notify(
                 "retry",
                 {"status": response.status, "delay": delay, "retry": retries,
@@ -184,12 +187,12 @@ class ApiClient:
         return f"the server asks to wait {asked} s, more than {budget}: retry after {when}"
 
     def _on_429(self, delay: float) -> None:
-        """Block the key for everyone; if 429s persist, fall back to even pacing."""
+        """After a 429 (the key is already blocked for everyone): if 429s persist, fall back
+        to even pacing; the wait itself is the next slot's."""
         self._consecutive_429 += 1
         if self.throttle is None:
             self.sleep(delay)
             return
-        self.throttle.block(delay)
         if self._consecutive_429 >= 2 and not self.throttle.pace:
             self.throttle.even_pacing()
             self.notify("pacing", {"interval": self.throttle.pace})
