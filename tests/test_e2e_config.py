@@ -223,6 +223,19 @@ def test_doctor_tests_the_key_without_sending(cli, sandbox_factory, tmp_path):
     assert len(box.records()) == 2  # --offline: nothing went out
 
 
+def test_doctor_does_not_queue_behind_a_full_rate_limit_window(cli, sandbox):
+    # one request an hour: the send takes the slot, and a doctor that queued for the next one
+    # would wait an hour (the run would time out); it answers at once and says so
+    limit = {"CLOUDCHAT_BASE_URL": sandbox.base_url, "CLOUDCHAT_API_KEY": TEST_KEY,
+             "CLOUDCHAT_RATE_LIMIT": "1", "CLOUDCHAT_RATE_WINDOW": "3600"}
+    assert cli("send", "6281234567890", "hi", "-q", **limit).returncode == 0
+    proc = cli("config", "doctor", **limit)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = next(line for line in proc.stdout.splitlines() if "base_url" in line)
+    assert line.startswith("WARN base_url:") and "not tested: the key's rate limit reached" in line
+    assert [r["path"] for r in sandbox.records()] == ["/api/public/v1/messages"]  # no probe
+
+
 def test_doctor_json_and_unreachable_server(cli):
     proc = cli("config", "doctor", "--json", CLOUDCHAT_BASE_URL="http://127.0.0.1:9/x",
                CLOUDCHAT_API_KEY=TEST_KEY)

@@ -110,15 +110,19 @@ def _probe(session: Session, base_url: str, key: credentials.Secret | None,
     is refused, 404 or 2xx that it was accepted. One line, whatever happens."""
     if key is None:
         return Check("base_url", False, f"{base_url} not tested: no API key")
-    from cloudchat_cli.core.errors import NetworkError
+    from cloudchat_cli.core.errors import NetworkError, RateLimitWait
 
     probe = f"GET {PROBE_PATH}"
     try:
         client = _client(session, key, notify)
-        try:
-            response = client.request("GET", PROBE_PATH)
+        try:  # never queue for a slot: with the window full (a broadcast running) that
+            # could be the whole window; doctor answers now and says the key was not tested
+            response = client.request("GET", PROBE_PATH, wait=False)
         finally:
             client.close()
+    except RateLimitWait as exc:
+        return Check("base_url", True, f"{base_url} not tested: the key's {exc.message}",
+                     warning=True)
     except ApiError as exc:
         return _judge_error(base_url, key, probe, exc)
     except NetworkError as exc:
