@@ -23,13 +23,14 @@ import http.server
 import os
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .ports import free_port
 
 SKIP_BLOCK = re.compile(r"<!--\s*examples-test:\s*skip\s*\((?P<why>.+?)\)\s*-->")
 SERVER = re.compile(r"^cloudchat\s+(?:-\S+\s+)*(?:sandbox(?!\s+inbound)\b|webhook\s+listen\b)")
@@ -173,10 +174,6 @@ def help_examples() -> list[Example]:
 # --- running them ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PortMap:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -11,19 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from .ports import free_port
+
 REDIS_SERVER = shutil.which("redis-server")
 needs_redis = pytest.mark.skipif(
     REDIS_SERVER is None, reason="needs redis-server (apt install redis-server; .ci/run does)"
 )
-
-
-def free_port(below: int = 65536) -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port < below:
-            return port
 
 
 class RedisServer:
@@ -35,7 +27,7 @@ class RedisServer:
         self.dir.mkdir()
         self.password = password
         # A cluster node refuses ports above 55535 (it reserves port + 10000 by default).
-        self.port = free_port(55536 if extra else 65536)
+        self.port = free_port()  # kept across a restart; a cluster node needs one < 55536
         self.socket = self.dir / "redis.sock"
         self.proc: subprocess.Popen | None = None
         self.extra = extra

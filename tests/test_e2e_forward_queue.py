@@ -12,7 +12,6 @@ import json
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import pytest
 from cloudchat_cli.services.webhooks.signature import sign
 
 from .conftest import run_cli
+from .ports import free_port
 from .test_e2e_webhook import SECRET, Listener, event_body
 
 RECEIVERS = Path(__file__).parent / "receivers"
@@ -92,12 +92,6 @@ def listeners(wenv):
         if item.proc.poll() is None:
             item.proc.kill()
             item.proc.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def health(lis: Listener) -> dict:
