@@ -10,20 +10,24 @@ checks that they agree.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from cloudchat_cli.core.errors import UsageError
 
 
-@dataclass(frozen=True)
-class Channel:
-    """One channel: its names, its recipient rule, and how to talk about it."""
+class Channel(NamedTuple):
+    """One channel: its names, its recipient rule, and how to talk about it.
+
+    A NamedTuple, not a frozen dataclass: this module loads on every command, and building a
+    frozen dataclass costs ~0.5 ms of start-up (measured with bench/run), compiling the
+    recipient patterns another ~0.2 ms."""
 
     name: str  # canonical: what the API takes and what is stored
     label: str  # for people: "WhatsApp"
     aliases: tuple[str, ...]  # other names accepted in any case; the first is shown in help
-    recipient: re.Pattern[str]  # a recipient as the API takes it (after normalisation)
+    # A regular expression a recipient as the API takes it (after normalisation) fully
+    # matches; compiled on first use (``re``'s cache), not at import.
+    recipient: str
     noun: str  # "invalid WhatsApp <noun> '…'": number, recipient
     rule: str  # after that, what a valid recipient is
     example: str  # a valid recipient, for help texts and tests
@@ -33,15 +37,15 @@ class Channel:
 
 
 REGISTRY: tuple[Channel, ...] = (
-    Channel("whatsapp", "WhatsApp", ("wa",), re.compile(r"[1-9][0-9]{7,14}"), "number",
+    Channel("whatsapp", "WhatsApp", ("wa",), r"[1-9][0-9]{7,14}", "number",
             "an international number has 8-15 digits and starts with its country code",
             "6281234567890", phone=True),
     Channel("telegram", "Telegram", ("tg",),
-            re.compile(r"-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31}"), "recipient",
+            r"-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{3,31}", "recipient",
             "use a numeric chat id or @username", "@alice_bot", case_insensitive_prefix="@"),
-    Channel("instagram", "Instagram", ("ig",), re.compile(r"[0-9]{1,32}"), "recipient",
+    Channel("instagram", "Instagram", ("ig",), r"[0-9]{1,32}", "recipient",
             "use the numeric user id", "17841400000000"),
-    Channel("messenger", "Messenger", ("fb", "facebook"), re.compile(r"[0-9]{1,32}"),
+    Channel("messenger", "Messenger", ("fb", "facebook"), r"[0-9]{1,32}",
             "recipient", "use the numeric user id", "5432109876543210"),
 )
 

@@ -69,7 +69,7 @@ def normalise_recipient(channel: str, raw: str, default_country_code: str = "") 
     _refuse_spreadsheet_artefact(value)
     spec = channel_of(channel)
     recipient = _phone_number(spec, value, default_country_code) if spec.phone else value
-    if spec.recipient.fullmatch(recipient):
+    if re.fullmatch(spec.recipient, recipient):
         return recipient
     quoted = _shown(value if spec.phone else raw)  # a phone number as trimmed, else as given
     raise InvalidMessage(f"invalid {spec.label} {spec.noun} {quoted}: {spec.rule}", field="to")
