@@ -51,6 +51,8 @@ def exit_now(code: object) -> None:
 
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # started with that descriptor closed (`>&-`)
+            continue
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing left to tell it
             stream.flush()
     os._exit(status)

@@ -205,3 +205,18 @@ def test_sigterm_during_send_exits_130(env, sandbox_factory):
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 130
     assert "interrupted" in err and "Traceback" not in err
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(("args", "code", "needle"), [
+    ("<&-", 2, "Error: text is empty"),  # no text: the same usage error as an empty pipe
+    ("Hi >&-", 0, ""),  # sent; the confirmation has nowhere to go
+    ("Hi 2>&-", 0, ""),
+])
+def test_a_closed_standard_stream_is_not_an_internal_error(env, args, code, needle):
+    proc = subprocess.run(["bash", "-c", f'"$0" --sandbox send 6281234567890 {args}',
+                           cloudchat_exe()], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == code, proc.stderr
+    assert needle in proc.stderr and "Traceback" not in proc.stderr
+    assert "internal error" not in proc.stderr

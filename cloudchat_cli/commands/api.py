@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
 from cloudchat_cli.output import console
@@ -82,8 +80,9 @@ def _head(response) -> None:
 
     lines = [status_line(response.status)]
     lines += [f"{key}: {value}" for key, value in response.headers.items()]
-    sys.stdout.write("\n".join(lines) + "\n\n")
-    sys.stdout.flush()
+    out = console.stdout()
+    out.write("\n".join(lines) + "\n\n")
+    out.flush()
 
 
 def _write(body: bytes, *, pretty: bool) -> None:
@@ -94,8 +93,10 @@ def _write(body: bytes, *, pretty: bool) -> None:
         console.print_json(json.loads(body))
         return
     if body:
-        sys.stdout.buffer.write(body if body.endswith(b"\n") else body + b"\n")
-        sys.stdout.flush()
+        out = console.stdout()
+        out.flush()  # text written before (the -i head) goes first
+        out.buffer.write(body if body.endswith(b"\n") else body + b"\n")
+        out.buffer.flush()
 
 
 app = typer.Typer()

@@ -77,11 +77,16 @@ class Environment:
         clock: Clock | None = None,
     ) -> None:
         if stdin is None or stdout is None or stderr is None:
+            # None also when the process was started with that descriptor closed (`<&-`):
+            # an empty stdin and writes that go nowhere, with the .buffer commands use.
             import io
 
-            stdin = io.StringIO() if stdin is None else stdin
-            stdout = io.StringIO() if stdout is None else stdout
-            stderr = io.StringIO() if stderr is None else stderr
+            def empty() -> TextIO:
+                return io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+
+            stdin = empty() if stdin is None else stdin
+            stdout = empty() if stdout is None else stdout
+            stderr = empty() if stderr is None else stderr
         self.env: Mapping[str, str] = {} if env is None else env
         self.stdin: TextIO = stdin
         self.stdout: TextIO = stdout

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import time
 from collections.abc import Callable
@@ -326,7 +325,10 @@ def choose_transport(env: Any = None) -> tuple[str, httpx.BaseTransport | None]:
     ALL_PROXY and NO_PROXY only with its own. ``CLOUDCHAT_TRANSPORT=httpx`` always uses httpx's
     own: the escape hatch should ``wire`` ever misbehave somewhere (both pass the same contract
     tests)."""
-    env = os.environ if env is None else env
+    if env is None:  # the running invocation's variables (the process's outside the CLI)
+        from cloudchat_cli.core import environment
+
+        env = environment.current().env
     wanted = (env.get(TRANSPORT_VAR) or "").strip().lower() or "wire"
     if wanted not in TRANSPORTS:
         raise ConfigError(f"{TRANSPORT_VAR} must be one of {', '.join(TRANSPORTS)}, got "

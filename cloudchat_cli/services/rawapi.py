@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -160,7 +159,9 @@ def _read(name: str) -> bytes:
 
 
 def _stdin() -> bytes:
-    data = sys.stdin.buffer.read(MAX_INPUT + 1)
+    from cloudchat_cli.core import environment
+
+    data = environment.current().stdin.buffer.read(MAX_INPUT + 1)  # the invocation's stdin
     if len(data) > MAX_INPUT:
         raise UsageError(f"--input -: stdin is too long (more than {MAX_INPUT // 1024 // 1024} "
                          "MiB)")
