@@ -148,14 +148,15 @@ def test_declined_without_tty_leaves_nothing_and_an_edited_csv_then_runs(tmp_pat
 
 
 @pytest.mark.e2e
-def test_declined_at_the_prompt_leaves_nothing(tmp_path, env, box):
+@pytest.mark.parametrize("answer", [b"n\n", b"\x04"], ids=["no", "ctrl-d"])
+def test_declined_at_the_prompt_leaves_nothing(tmp_path, env, box, answer):
     path = make_csv(tmp_path, 3)
     cenv = bc_env(env, box)
     master, slave = pty.openpty()
     proc = subprocess.Popen([cloudchat_exe(), "broadcast", str(path), "-t", TEMPLATE],
                             env=cenv, stdin=slave, stderr=slave, stdout=subprocess.PIPE)
     os.close(slave)
-    os.write(master, b"n\n")
+    os.write(master, answer)  # Ctrl-D: end of input is a no too (not click's "Aborted!")
     seen = b""
     while True:
         try:
@@ -169,6 +170,7 @@ def test_declined_at_the_prompt_leaves_nothing(tmp_path, env, box):
     os.close(master)
     assert b"Send 3 message(s)?" in seen
     assert proc.returncode == 130 and b"nothing was sent" in seen
+    assert b"Aborted" not in seen
     assert list((tmp_path / "state" / "broadcasts").glob("*.sqlite3")) == []
     fix_rows(path, {0: to(70)})
     assert bc(path, cenv, "-y").returncode == 0

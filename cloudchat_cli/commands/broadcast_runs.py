@@ -122,8 +122,7 @@ def discard(
             if not (console.stdin_is_tty() and console.stderr_is_tty()):
                 raise UsageError("discarding a broadcast needs confirmation",
                                  hint="add --yes (no terminal to ask on)")
-            if not typer.confirm(f"Discard this broadcast: {action}?", default=False,
-                                 err=True):
+            if not console.confirm(f"Discard this broadcast: {action}?"):
                 raise Interrupted("not confirmed; nothing was discarded")
     except BaseException:
         held.release()

@@ -83,9 +83,7 @@ class HumanReporter:
     def confirm(self, pending: int) -> bool | None:
         if not (console.stdin_is_tty() and console.stderr_is_tty()):
             return None
-        import typer
-
-        return typer.confirm(f"Send {pending} message(s)?", default=False, err=True)
+        return console.confirm(f"Send {pending} message(s)?")
 
     def progress(self, pending: int, etiquette: Any):
         from cloudchat_cli.output.progress import BroadcastProgress

@@ -159,3 +159,15 @@ def print_json(data: Any) -> None:
 
 def print_error(message: str, hint: str | None = None) -> None:
     current().print_error(message, hint)
+
+
+def confirm(question: str) -> bool:
+    """Ask yes/no on the terminal (default no). End of input (Ctrl-D) is a no, like an empty
+    answer, not click's "Aborted!"; Ctrl-C still interrupts (exit 130)."""
+    import typer
+
+    try:
+        return typer.confirm(question, default=False, err=True)
+    except typer.Abort:
+        err().print()  # the prompt's line ends
+        return False
