@@ -136,6 +136,9 @@ def main(argv: list[str] | None = None) -> None:
     """The console script: the process's environment, signal handlers, ``run()``, exit."""
     signal.signal(signal.SIGINT, _raise_interrupted)
     signal.signal(signal.SIGTERM, _raise_interrupted)
+    if sys.stderr is not None and hasattr(sys.stderr, "reconfigure"):
+        # stderr is for people: a character its encoding lacks is shown escaped, not fatal
+        sys.stderr.reconfigure(errors="backslashreplace")
     environment = _environment.Environment.from_process()
     sys.exit(run(sys.argv[1:] if argv is None else argv, environment))
 
@@ -155,16 +158,45 @@ def run(argv: list[str], environment: Environment) -> int:
         except KeyboardInterrupt:  # before our handler was installed, or a library re-raised it
             output.print_error("interrupted (Ctrl-C)")
             return int(ExitCode.INTERRUPTED)
-        except BaseException as exc:  # the last line of defence: a message, not a traceback
-            if invocation.debug:
-                import traceback
-
-                traceback.print_exc(file=environment.stderr)
-            output.print_error(
-                f"internal error: {type(exc).__name__}: {exc}",
-                "this is a bug in cloudchat-cli; rerun with --debug for a traceback and report it",
-            )
+        except UnicodeEncodeError as exc:
+            if not _is_output_encoding(exc, environment):
+                return _internal_error(exc, invocation, output)
+            output.print_error(  # ASCII only: stderr may be the stream that cannot encode
+                f"the output cannot be written in this stream's encoding ({exc.encoding}): "
+                f"it holds {ascii(exc.object[exc.start:exc.end])}",
+                "use a UTF-8 locale (LANG=C.UTF-8) or set PYTHONIOENCODING=utf-8")
             return int(ExitCode.FAILURE)
+        except BaseException as exc:  # the last line of defence: a message, not a traceback
+            return _internal_error(exc, invocation, output)
+
+
+def _internal_error(exc: BaseException, invocation: Invocation, output: console.Output) -> int:
+    if invocation.debug:
+        import traceback
+
+        traceback.print_exc(file=invocation.environment.stderr)
+    output.print_error(
+        f"internal error: {type(exc).__name__}: {exc}",
+        "this is a bug in cloudchat-cli; rerun with --debug for a traceback and report it",
+    )
+    return int(ExitCode.FAILURE)
+
+
+def _is_output_encoding(exc: UnicodeEncodeError, environment: Environment) -> bool:
+    """Did writing to stdout or stderr fail (a terminal or PYTHONIOENCODING that is not
+    UTF-8), rather than some other encoding step?"""
+    import codecs
+
+    def name(encoding: object) -> str | None:
+        try:
+            return codecs.lookup(str(encoding)).name
+        except LookupError:
+            return None
+
+    failed = name(exc.encoding)
+    streams = (environment.stdout, environment.stderr)
+    return failed is not None and any(name(getattr(s, "encoding", None)) == failed
+                                      for s in streams)
 
 
 def _invoke(argv: list[str], invocation: Invocation) -> int:

@@ -3,6 +3,8 @@ typed api fields from files, unknown shells."""
 
 import json
 
+import pytest
+
 from .conftest import TEST_KEY
 
 
@@ -58,3 +60,20 @@ def test_api_typed_field_from_file(cli, sandbox, tmp_path):
 def test_unknown_shell_for_completion(cli):
     proc = cli("completion", "tcsh")
     assert proc.returncode == 2 and "unknown shell" in proc.stderr
+
+
+@pytest.mark.e2e
+def test_an_output_encoding_that_cannot_show_a_character_is_a_clear_error(cli):
+    # PYTHONIOENCODING=ascii (or a C locale): config show's table has "—" and "…"
+    proc = cli("config", "show", process=True, PYTHONIOENCODING="ascii")
+    assert proc.returncode == 1
+    assert "cannot be written in this stream's encoding (ascii): it holds '\\u20" in proc.stderr
+    assert "PYTHONIOENCODING=utf-8" in proc.stderr and "internal error" not in proc.stderr
+
+
+@pytest.mark.e2e
+def test_stderr_shows_a_character_its_encoding_lacks_escaped(cli):
+    proc = cli("--sandbox", "send", "6281234567890", "hi", "-c", "nosuch\u2713", process=True,
+               PYTHONIOENCODING="ascii")
+    assert proc.returncode == 2, proc.stderr
+    assert "unknown channel 'nosuch\\u2713'" in proc.stderr and "internal" not in proc.stderr
