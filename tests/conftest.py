@@ -169,6 +169,25 @@ def cli(env: dict[str, str]):
     return run
 
 
+def read_terminal(fd: int, timeout: float = 30) -> bytes:
+    """Everything a child writes to its pseudo-terminal until it closes it (EOF, or EIO on
+    Linux). Quiet for ``timeout`` seconds means it waits for input: an AssertionError."""
+    import select
+
+    seen = b""
+    while True:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            raise AssertionError(f"the terminal went quiet (waiting for input?) after {seen!r}")
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            return seen
+        if not chunk:
+            return seen
+        seen += chunk
+
+
 # --- the sandbox: on a thread of this process, or as a `cloudchat sandbox` process ------------
 
 
@@ -452,3 +471,31 @@ def contract_client(name: str, timeout: float = 5, **kw):
     if chosen is None:  # httpx's own: no keep-alive, so the deadline watchdog sees every socket
         return httpx.Client(timeout=timeout, trust_env=False, limits=NO_KEEPALIVE, **kw)
     return httpx.Client(transport=chosen, timeout=timeout, **kw)
+
+
+# --- the webhook listener on a thread of this process -----------------------------------------
+
+
+@pytest.fixture
+def listener_thread():
+    """``start(config, prepare=None, **kw)``: a ``Listener(config, **kw)`` serving on a thread
+    of this process (``prepare(listener)`` runs first); each is stopped and joined at the end."""
+    from cloudchat_cli.services.webhooks.listener import Listener
+
+    running = []
+
+    def start(config, prepare=None, **kw) -> Listener:
+        lis = Listener(config, **kw)
+        if prepare is not None:
+            prepare(lis)
+        thread = threading.Thread(target=lis.serve_forever)
+        thread.start()  # the socket already listens: requests wait in its backlog meanwhile
+        running.append((lis, thread))
+        return lis
+
+    yield start
+    for lis, thread in running:
+        lis.front.stop()
+        thread.join(30)
+        lis.shutdown()
+        assert not thread.is_alive()

@@ -1,7 +1,6 @@
 """Shared dedupe in-process, against a real redis-server: what happens after the claim when
 the store or our own handling fails between the claim and the answer."""
 
-import threading
 
 import httpx
 import pytest
@@ -17,24 +16,13 @@ KEY = key_for(namespace(SECRET), event_key("evt_inproc_dd", BODY))
 
 
 @pytest.fixture
-def serve(tmp_path, redis_server):
-    running = []
-
+def serve(tmp_path, redis_server, listener_thread):
     def start(**kw) -> Listener:
         config = ListenConfig(port=0, secrets=["whsec_other_secret", SECRET],
                               save_dir=tmp_path / "events", dedupe_store=redis_server.url)
-        lis = Listener(config, **kw)
-        thread = threading.Thread(target=lis.serve_forever)
-        thread.start()
-        running.append((lis, thread))
-        return lis
+        return listener_thread(config, **kw)
 
-    yield start
-    for lis, thread in running:
-        lis.front.stop()
-        thread.join(30)
-        lis.shutdown()
-        assert not thread.is_alive()
+    return start
 
 
 def post(lis: Listener) -> httpx.Response:

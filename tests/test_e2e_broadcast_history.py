@@ -17,7 +17,7 @@ import pytest
 
 from cloudchat_cli.services.broadcast.journal import VERSION
 
-from .conftest import cloudchat_exe, run_cli
+from .conftest import cloudchat_exe, read_terminal, run_cli
 from .test_e2e_broadcast import TEMPLATE, bc_env, make_csv
 
 
@@ -157,15 +157,7 @@ def test_declined_at_the_prompt_leaves_nothing(tmp_path, env, box, answer):
                             env=cenv, stdin=slave, stderr=slave, stdout=subprocess.PIPE)
     os.close(slave)
     os.write(master, answer)  # Ctrl-D: end of input is a no too (not click's "Aborted!")
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        seen += chunk
+    seen = read_terminal(master)
     proc.wait(30)
     os.close(master)
     assert b"Send 3 message(s)?" in seen

@@ -107,28 +107,18 @@ def _run_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
     would wait for input forever (the hang guard then fails the test)."""
     import os
     import pty
-    import select
     import signal
 
-    from tests.conftest import cloudchat_exe
+    from tests.conftest import cloudchat_exe, read_terminal
 
     pid, fd = pty.fork()
     if pid == 0:  # the child
         os.execve(cloudchat_exe(), [cloudchat_exe(), *args], env)
-    output = b""
     try:
-        while True:
-            ready, _, _ = select.select([fd], [], [], 30)
-            if not ready:
-                os.kill(pid, signal.SIGKILL)
-                raise AssertionError(f"still waiting for input after: {output!r}")
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            output += chunk
+        output = read_terminal(fd)
+    except AssertionError:
+        os.kill(pid, signal.SIGKILL)
+        raise
     finally:
         _, status = os.waitpid(pid, 0)
         os.close(fd)

@@ -19,7 +19,7 @@ import pytest
 from cloudchat_cli.services.broadcast.journal import VERSION
 
 from . import test_e2e_webhook
-from .conftest import cloudchat_exe, run_cli
+from .conftest import cloudchat_exe, read_terminal, run_cli
 from .test_e2e_broadcast import TEMPLATE, bc_env
 from .test_e2e_broadcast_history import _interrupted_run
 from .test_tracking_unit import FIXTURES, Events
@@ -245,15 +245,7 @@ def test_follow_on_a_terminal_draws_the_funnel_and_ends_when_all_are_final(tmp_p
          str(tmp_path / "events"), "--follow", "--interval", "0.05"],
         env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
     os.close(slave)
-    seen = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        seen += chunk
+    seen = read_terminal(master)
     proc.wait(30)
     os.close(master)
     text = seen.decode("utf-8", "replace")

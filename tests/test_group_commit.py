@@ -76,23 +76,13 @@ def test_a_failed_sync_fails_every_event_it_covered(tmp_path):
 
 
 @pytest.fixture
-def listening(tmp_path):
-    running = []
-
+def listening(tmp_path, listener_thread):
     def start(sync, **kw) -> Listener:
-        lis = Listener(ListenConfig(port=0, secrets=[SECRET], save_dir=tmp_path / "events"),
-                       **kw)
-        lis.store.sync = sync
-        thread = threading.Thread(target=lis.serve_forever)
-        thread.start()
-        running.append((lis, thread))
-        return lis
+        config = ListenConfig(port=0, secrets=[SECRET], save_dir=tmp_path / "events")
+        return listener_thread(config, prepare=lambda lis: setattr(lis.store, "sync", sync),
+                               **kw)
 
-    yield start
-    for lis, thread in running:
-        lis.front.stop()
-        thread.join(30)
-        lis.shutdown()
+    return start
 
 
 def post(lis: Listener, i: int) -> httpx.Response:

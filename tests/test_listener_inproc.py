@@ -14,23 +14,12 @@ BODY = b'{"event":"message.received","id":"evt_inproc","data":{"text":"Halo"}}'
 
 
 @pytest.fixture
-def serve(tmp_path):
-    running = []
-
+def serve(tmp_path, listener_thread):
     def start(**kw) -> Listener:
-        lis = Listener(ListenConfig(port=0, secrets=[SECRET], save_dir=tmp_path / "events"),
-                       **kw)
-        thread = threading.Thread(target=lis.serve_forever)
-        thread.start()  # the socket already listens: requests wait in its backlog meanwhile
-        running.append((lis, thread))
-        return lis
+        config = ListenConfig(port=0, secrets=[SECRET], save_dir=tmp_path / "events")
+        return listener_thread(config, **kw)
 
-    yield start
-    for lis, thread in running:
-        lis.front.stop()
-        thread.join(30)
-        lis.shutdown()
-        assert not thread.is_alive()
+    return start
 
 
 def post(lis: Listener, body: bytes = BODY) -> httpx.Response:
