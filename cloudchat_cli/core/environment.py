@@ -19,7 +19,9 @@ import os
 import sys
 import time as _time
 from collections.abc import Callable, Iterator, Mapping
-from typing import TextIO
+from typing import Generic, TextIO, TypeVar
+
+T = TypeVar("T")
 
 
 def _isatty(stream: object) -> bool:
@@ -118,20 +120,37 @@ class Environment:
         return value if value > 0 else None
 
 
-_bound: list[Environment] = []
+class Scoped(Generic[T]):
+    """"The current X" for the duration of a ``with`` block, nested blocks stacking: how
+    ``app.run`` binds the invocation's environment (here) and its output (``output/console``)
+    without state that outlives the call."""
+
+    __slots__ = ("_stack",)
+
+    def __init__(self) -> None:
+        self._stack: list[T] = []
+
+    def top(self) -> T | None:
+        return self._stack[-1] if self._stack else None
+
+    @contextlib.contextmanager
+    def bound(self, item: T) -> Iterator[T]:
+        depth = len(self._stack)
+        self._stack.append(item)
+        try:
+            yield item
+        finally:
+            del self._stack[depth:]
+
+
+_bound: Scoped[Environment] = Scoped()
 
 
 def current() -> Environment:
     """The environment of the running invocation (``app.run``), else the process's own."""
-    return _bound[-1] if _bound else Environment.from_process()
+    return _bound.top() or Environment.from_process()
 
 
-@contextlib.contextmanager
-def bound(environment: Environment) -> Iterator[Environment]:
+def bound(environment: Environment) -> contextlib.AbstractContextManager[Environment]:
     """Make ``environment`` the current one until the block ends (nested blocks stack)."""
-    depth = len(_bound)
-    _bound.append(environment)
-    try:
-        yield environment
-    finally:
-        del _bound[depth:]
+    return _bound.bound(environment)

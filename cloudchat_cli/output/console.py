@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 from cloudchat_cli.core import environment as _environment
@@ -83,23 +82,17 @@ class Output:
             console.print(f"[dim]Hint:[/dim] {escape(hint)}")
 
 
-_bound: list[Output] = []
+_bound: _environment.Scoped[Output] = _environment.Scoped()
 
 
-@contextlib.contextmanager
-def bound(output: Output) -> Iterator[Output]:
+def bound(output: Output) -> contextlib.AbstractContextManager[Output]:
     """Send the module functions to ``output`` until the block ends (``app.run`` only)."""
-    depth = len(_bound)
-    _bound.append(output)
-    try:
-        yield output
-    finally:
-        del _bound[depth:]
+    return _bound.bound(output)
 
 
 def current() -> Output:
     """The invocation's ``Output``; outside ``run()``, a fresh one of the current environment."""
-    return _bound[-1] if _bound else Output(_environment.current())
+    return _bound.top() or Output(_environment.current())
 
 
 def set_no_color(value: bool) -> None:
