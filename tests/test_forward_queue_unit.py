@@ -6,6 +6,7 @@ import sqlite3
 
 import pytest
 
+from cloudchat_cli.core.durations import parse_duration
 from cloudchat_cli.core.errors import CloudChatError, UsageError
 from cloudchat_cli.services.webhooks.delivery import Attempt
 from cloudchat_cli.services.webhooks.forwarder import Forwarder
@@ -14,7 +15,6 @@ from cloudchat_cli.services.webhooks.queue import (
     SCHEMA_VERSION,
     ForwardPolicy,
     ForwardQueue,
-    parse_duration,
 )
 from cloudchat_cli.services.webhooks.replay import parse_since
 from cloudchat_cli.services.webhooks.store import EventStore

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from cloudchat_cli.core import rate as rates
+from cloudchat_cli.core.durations import fmt_duration
 from cloudchat_cli.core.errors import ExitCode, UsageError
 from cloudchat_cli.core.settings import Resolved
 from cloudchat_cli.core.throttle import MemoryStore, Throttle
@@ -311,7 +312,7 @@ def test_progress_log_lines_carry_the_schedules_eta_and_pauses(capsys):
     # 99 left at 19:59 → 40 fit before 20:00, the rest from 08:00 the next day.
     expected = e.remaining(clock.now, 99)
     assert expected > 12 * 3600
-    assert f"ETA {pacing.fmt_duration(expected)}" in line
+    assert f"ETA {fmt_duration(expected)}" in line
     clock.advance(60)
     progress.paused(ts("2026-12-02 08:00"))
     assert "paused until Wed 08:00 WIB" in capsys.readouterr().err

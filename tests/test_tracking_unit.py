@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cloudchat_cli.core.durations import parse_duration
 from cloudchat_cli.core.errors import UsageError
 from cloudchat_cli.services.broadcast import tracking
 from cloudchat_cli.services.broadcast.journal import VERSION, Journal
@@ -261,13 +262,13 @@ def test_open_journal_refuses_other_files_untouched(tmp_path):
 @pytest.mark.parametrize("text,seconds", [("90", 90), ("90s", 90), ("30m", 1800),
                                           ("1h", 3600), ("1.5h", 5400), ("2d", 172800)])
 def test_parse_duration(text, seconds):
-    assert tracking.parse_duration(text) == seconds
+    assert parse_duration(text, "--stale") == seconds
 
 
 @pytest.mark.parametrize("text", ["", "h", "-1h", "1w", "1h30m", "nan"])
 def test_parse_duration_refuses(text):
     with pytest.raises(UsageError, match="--stale"):
-        tracking.parse_duration(text)
+        parse_duration(text, "--stale")
 
 
 def test_hostile_text_in_events_and_file_names_is_made_printable(setup):

@@ -45,11 +45,12 @@ def track(
                                   "reasons."),
 ) -> None:
     """Show what a broadcast's messages became: delivered, read, failed, no status yet."""
+    from cloudchat_cli.core.durations import parse_duration
     from cloudchat_cli.core.errors import Interrupted
     from cloudchat_cli.output import funnel
     from cloudchat_cli.services.broadcast import tracking
 
-    stale_s = tracking.parse_duration(stale)
+    stale_s = parse_duration(stale, "--stale")
     jr = _open(ctx, file, journal)
     try:
         tracker = tracking.Tracker(jr, warn=console.warn)

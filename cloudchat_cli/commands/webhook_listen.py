@@ -73,11 +73,12 @@ def listen_cmd(
         show_default=False),
 ) -> None:
     """Receive CloudChat events: verify, deduplicate, show, save and forward them."""
+    from cloudchat_cli.core.durations import parse_duration
     from cloudchat_cli.core.errors import UsageError
     from cloudchat_cli.output.webhooks import DeliveryPrinter
     from cloudchat_cli.services.webhooks.delivery import check_url
     from cloudchat_cli.services.webhooks.listener import ListenConfig, Listener
-    from cloudchat_cli.services.webhooks.queue import ForwardPolicy, parse_duration
+    from cloudchat_cli.services.webhooks.queue import ForwardPolicy
 
     if forward_to is not None:
         check_url(forward_to)

@@ -11,18 +11,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cloudchat_cli.core.durations import fmt_duration
 from cloudchat_cli.output import console
 
 LOG_INTERVAL = 30.0
-
-
-def fmt_duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    days, seconds = divmod(seconds, 86400)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    clock = f"{hours}:{minutes:02d}:{secs:02d}" if hours or days else f"{minutes}:{secs:02d}"
-    return f"{days} d {clock}" if days else clock
 
 
 class BroadcastProgress:

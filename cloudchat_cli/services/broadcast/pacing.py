@@ -15,6 +15,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 from cloudchat_cli.core import rate as rates
+from cloudchat_cli.core.durations import fmt_duration
 from cloudchat_cli.core.errors import UsageError
 from cloudchat_cli.core.throttle import MAX_PACE, Budget, Throttle
 from cloudchat_cli.services.broadcast import schedule
@@ -243,16 +244,6 @@ class Etiquette:
         throttle.budget = self.pacing.budget(name)
         throttle.gate = self.gate()
         throttle.on_pause = on_pause
-
-
-def fmt_duration(seconds: float) -> str:
-    """``1:24:05``, ``3 d 2:00:00`` past a day, ``4:05`` under an hour."""
-    seconds = int(max(0, seconds))
-    days, seconds = divmod(seconds, 86400)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    clock = f"{hours}:{minutes:02d}:{secs:02d}" if hours or days else f"{minutes}:{secs:02d}"
-    return f"{days} d {clock}" if days else clock
 
 
 def prepare(cfg: Any, *, rate: str | None, spacing: str | None, between: str | None,

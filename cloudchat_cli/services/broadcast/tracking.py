@@ -115,15 +115,6 @@ def open_journal(path: Path) -> Journal:
     return Journal(Path(path))
 
 
-def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``30m``, ``1h``, ``2d`` → seconds."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
-    if not match:
-        raise UsageError(f"--stale {text!r}: give a duration like 30m, 1h or 2d")
-    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[
-        match.group(2)]
-
-
 def status_of(body: bytes) -> tuple[str, int, float | None, str | None] | None:
     """(message_id, rank, timestamp, error) of a ``message.status`` event body; None for any
     other event; ``NotSavedEvent`` for a status event without a usable message id or status."""

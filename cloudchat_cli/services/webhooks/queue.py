@@ -249,20 +249,3 @@ def _span(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds / size:.1f} {unit}"
     return f"{seconds:.0f} s"
-
-
-def parse_duration(text: str, option: str) -> float:
-    """``90``, ``90s``, ``15m``, ``1h``, ``3d`` → seconds, or a usage error naming ``option``."""
-    from cloudchat_cli.core.errors import UsageError
-
-    raw = text.strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    scale = units.get(raw[-1:])
-    number = raw[:-1] if scale else raw
-    try:
-        value = float(number) * (scale or 1)
-    except ValueError:
-        value = -1.0
-    if not value >= 0 or value == float("inf"):
-        raise UsageError(f"{option} {text!r}: give a duration like 90, 15m, 1h or 3d")
-    return value

@@ -100,7 +100,7 @@ def parse_since(text: str, now: float) -> float:
     time (local time unless it has an offset), or epoch seconds."""
     from datetime import datetime
 
-    from cloudchat_cli.services.webhooks.queue import parse_duration
+    from cloudchat_cli.core.durations import parse_duration
 
     raw = text.strip()
     if raw and raw[-1:].lower() in "smhd" and raw[:-1].replace(".", "", 1).isdigit():
