@@ -15,7 +15,7 @@ import typer
 from cloudchat_cli.commands import completion as completion_cmd
 from cloudchat_cli.commands.groups import LazyGroup
 from cloudchat_cli.core import environment as _environment
-from cloudchat_cli.core.errors import CloudChatError, ExitCode, Interrupted
+from cloudchat_cli.core.errors import CloudChatError, ExitCode, Interrupted, process_status
 from cloudchat_cli.output import console
 from cloudchat_cli.version import version_text
 
@@ -210,18 +210,8 @@ def _invoke(argv: list[str], invocation: Invocation) -> int:
         command.main(args=list(argv), prog_name="cloudchat", standalone_mode=True,
                      obj=invocation)
     except SystemExit as exc:
-        return _status(exc.code, invocation.environment)
+        return process_status(exc.code, invocation.environment.stderr)
     return 0
-
-
-def _status(code: object, environment: Environment) -> int:
-    """The process status ``sys.exit(code)`` would give (a message is printed to stderr)."""
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    print(code, file=environment.stderr)
-    return 1
 
 
 @contextlib.contextmanager

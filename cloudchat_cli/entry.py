@@ -29,21 +29,13 @@ from cloudchat_cli.gcpolicy import STARTUP_GC_THRESHOLD, steady_gc  # noqa: F401
 from cloudchat_cli.version import version_text
 
 
-def exit_code(code: object) -> int:
-    """The process status ``sys.exit(code)`` would give (a message is printed to stderr)."""
-    if code is None:
-        return 0
-    if isinstance(code, int):
-        return code & 0xFF
-    print(code, file=sys.stderr)
-    return 1
-
-
 def exit_now(code: object) -> None:
     """Exit with ``code`` skipping interpreter teardown, unless another thread is still alive."""
     import threading
 
-    status = exit_code(code)
+    from cloudchat_cli.core.errors import process_status
+
+    status = process_status(code, sys.stderr)
     if threading.active_count() > 1 or _writable_file_open():
         sys.exit(status)
     import atexit

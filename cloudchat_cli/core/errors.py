@@ -1,12 +1,13 @@
 """Exit codes and the project's exception types.
 
 Every failure the user can meet is a ``CloudChatError`` carrying its exit code and, where one
-helps, a hint. ``app.main()`` is the one place that turns them into output and a process status.
+helps, a hint. ``app.run()`` is the one place that turns them into output and a process status.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -93,6 +94,17 @@ class Interrupted(BaseException):
         super().__init__(message)
         self.message = message
         self.hint = hint
+
+
+def process_status(code: object, stderr: Any) -> int:
+    """The process status ``sys.exit(code)`` would give; a message ``code`` is printed to
+    ``stderr``, as the interpreter would."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=stderr)
+    return 1
 
 
 def exit_code_for_status(status: int) -> ExitCode:

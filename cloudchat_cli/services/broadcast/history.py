@@ -148,21 +148,24 @@ class History:
         return [Path(r[0]) for r in rows]
 
 
-def all_sources() -> list[Path]:
-    """Every journal any broadcast's history knows of (explicit ``--journal`` ones too)."""
+def sources_in(history: Path) -> list[Path]:
+    """The journals one history file knows of, read only; none if it cannot be read (the
+    default and archived journals are found without it)."""
     import sqlite3
 
-    found: list[Path] = []
+    try:
+        db = sqlite3.connect(f"file:{history}?mode=ro", uri=True)
+        try:
+            return [Path(r[0]) for r in db.execute("SELECT path FROM sources")]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []
+
+
+def all_sources() -> list[Path]:
+    """Every journal any broadcast's history knows of (explicit ``--journal`` ones too)."""
     folder = history_dir()
     if not folder.is_dir():
-        return found
-    for path in sorted(folder.glob("*.sqlite3")):
-        try:
-            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-            try:
-                found.extend(Path(r[0]) for r in db.execute("SELECT path FROM sources"))
-            finally:
-                db.close()
-        except sqlite3.Error:
-            continue
-    return found
+        return []
+    return [source for path in sorted(folder.glob("*.sqlite3")) for source in sources_in(path)]

@@ -231,7 +231,6 @@ def is_journal(path: Path) -> bool:
 def runs_of(file: Path, profile: str, api: str) -> list[Path]:
     """The journals (current, archived, explicit) of the broadcast of ``file`` (its CSV or
     workbook) for this profile and API, newest first; read only."""
-    import sqlite3
 
     key = service.broadcast_key(BroadcastOptions(csv_path=file), profile, api)
     folder = service.journals_dir()
@@ -239,14 +238,7 @@ def runs_of(file: Path, profile: str, api: str) -> list[Path]:
              if p.name == f"{key}.sqlite3" or hist.FINAL.search(p.name)}
     history = hist.history_path(key)
     if history.is_file():
-        try:
-            db = sqlite3.connect(f"file:{history}?mode=ro", uri=True)
-            try:
-                found.update(Path(r[0]) for r in db.execute("SELECT path FROM sources"))
-            finally:
-                db.close()
-        except sqlite3.Error:
-            pass  # its default and archived journals are found without it
+        found.update(hist.sources_in(history))
     dated = []
     for path in found:
         try:
