@@ -231,7 +231,6 @@ def is_journal(path: Path) -> bool:
 def runs_of(file: Path, profile: str, api: str) -> list[Path]:
     """The journals (current, archived, explicit) of the broadcast of ``file`` (its CSV or
     workbook) for this profile and API, newest first; read only."""
-
     key = service.broadcast_key(BroadcastOptions(csv_path=file), profile, api)
     folder = service.journals_dir()
     found = {p.resolve() for p in folder.glob(f"{key}.*sqlite3")
