@@ -7,14 +7,12 @@ lower bounds (spacing) or orders in the sandbox's record; waits end on what the 
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from .conftest import TEST_KEY, run_cli
-from .test_e2e_interrupt import start, wait_for
+from .test_e2e_interrupt import interrupt, start, wait_for
 
 # Loopback delivery can reorder a request's arrival against its send by a few ms; the
 # spacing is checked at the server with this much slack (far below any spacing used).
@@ -32,16 +30,6 @@ def limit_env(env, box, limit, window, **extra):
     return {**env, "CLOUDCHAT_BASE_URL": box.base_url, "CLOUDCHAT_API_KEY": TEST_KEY,
             "CLOUDCHAT_RATE_LIMIT": str(limit), "CLOUDCHAT_RATE_WINDOW": str(window),
             "CLOUDCHAT_RATE_MARGIN": "0.05", "TZ": "UTC", **extra}
-
-
-def interrupt(proc: subprocess.Popen) -> tuple[int, str]:
-    proc.send_signal(signal.SIGINT)
-    try:
-        _, rest = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-    return proc.returncode, rest
 
 
 def broadcast_times(box) -> list[float]:
